@@ -1,0 +1,59 @@
+"""Default configuration: every key, with the paper's values where it gives them.
+
+Presets import this and override a few fields. Every key can be overridden on the
+command line, e.g. ``--config.rho=0.95 --config.latent_dims='(64,32,16,8)'``.
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+
+  # Objective.
+  c.method = "hvae"               # vae | iwae | hvae
+  c.rho = 0.9                     # OU correlation in [0, 1]; 1 = plain VAE gradient
+  c.rho_anneal_fraction = 0.0     # > 0: rho rises linearly to 1 over this fraction of training
+  c.num_ou_samples = 5            # n correlated samples for U_rho (paper: 5-10)
+  c.smooth_target = "mean_std"    # mean_std | ratio
+  c.num_iw_samples = 5            # k for method=iwae
+  c.kl_warmup_start = 0           # KL annealing: weight 0 for this many steps,
+  c.kl_warmup_steps = 0           # then linear to 1 over this many (0, 0: off)
+  c.free_bits = 0.0               # nats per stochastic layer (0: off)
+
+  # Model: the paper's static-MNIST MLP (Table 4): 4 layers of 40 units, 2x200 tanh.
+  c.latent_dims = (40, 40, 40, 40)    # bottom (z1) to top (zL)
+  c.hidden_dims = (200, 200, 200, 200)
+  c.deterministic_layers = 2
+  c.min_scale = 1e-3
+
+  # Data.
+  c.dataset = "binarized_mnist"
+  c.data_source = "auto"          # auto | files | tfds | embedded
+  c.data_dir = ""
+  c.train_split = ""              # '' = the dataset's default (TFDS slicing syntax)
+  c.eval_split = ""
+
+  # Optimisation.
+  c.batch_size = 100
+  c.learning_rate = 1e-3
+  c.lr_schedule = "constant"      # constant | cosine
+  c.warmup_steps = 0
+  c.grad_clip_norm = 0.0          # global-norm clipping (0: off)
+  c.skip_nonfinite = False        # True: skip non-finite updates instead of stopping
+  c.num_train_steps = 1_000_000
+
+  # Logging, evaluation, checkpoints.
+  c.log_every = 1000
+  c.eval_every = 10_000
+  c.checkpoint_every = 10_000
+  c.keep_checkpoints = 2
+  c.eval_batch_size = 500
+  c.eval_max_examples = 0         # 0: the whole eval split
+  c.eval_iw_samples = 0           # K of an IW bound at each eval (0: off; evaluate.py does L5000)
+  c.au_samples = 100              # sample paths for E_q[z_i|x] in the x-based active units
+  c.au_threshold = 0.01
+  c.progress_bar = True
+
+  c.seed = 0
+  c.distributed = False           # call jax.distributed.initialize() (multi-host)
+  return c

@@ -1,0 +1,12 @@
+"""The paper's static-MNIST HVAE (Table 4): 40-40-40-40 latents, 2x200 tanh units per
+stochastic layer, rho = 0.9, n = 5 OU samples."""
+from configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.method = "hvae"
+  c.rho = 0.9
+  c.num_ou_samples = 5
+  c.dataset = "binarized_mnist"
+  return c

@@ -1,0 +1,20 @@
+"""A tiny configuration that trains in seconds on a CPU (tests, trying things out)."""
+from configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.dataset = "mnist_embedded"
+  c.data_source = "embedded"
+  c.latent_dims = (4, 3, 2)
+  c.hidden_dims = (16, 8, 8)
+  c.batch_size = 8
+  c.num_train_steps = 6
+  c.log_every = 2
+  c.eval_every = 6
+  c.checkpoint_every = 3
+  c.eval_batch_size = 50
+  c.eval_max_examples = 100
+  c.au_samples = 4
+  c.progress_bar = False
+  return c

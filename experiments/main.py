@@ -1,0 +1,35 @@
+"""Trains a (Hermite) hierarchical VAE.
+
+    python experiments/main.py --config=configs/mnist_mlp.py --workdir=/tmp/hvae
+    python experiments/main.py --config=configs/mnist_mlp.py --config.rho=0.95 ...
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,g-multiple-import
+import jax
+from ml_collections import config_flags
+
+from hermite_vae import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and logs.")
+config_flags.DEFINE_config_file("config", None, "Training configuration file.",
+                                lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  if FLAGS.config.distributed:
+    jax.distributed.initialize()
+  logging.info("JAX process %d / %d; local devices: %s", jax.process_index(),
+               jax.process_count(), jax.local_devices())
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

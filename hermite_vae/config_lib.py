@@ -1,0 +1,62 @@
+"""Validation of a training config: every bad value fails before any data or compute,
+with a message naming the key."""
+from __future__ import annotations
+
+from hermite_vae import objectives
+from hermite_vae.data import registry, sources
+
+
+def _fail(key, value, why):
+  raise ValueError(f"config.{key}={value!r}: {why}")
+
+
+def validate(config) -> None:
+  c = config
+  if c.method not in objectives.METHODS:
+    _fail("method", c.method, f"unknown method; expected one of {objectives.METHODS}")
+  try:
+    rho = float(c.rho)
+  except (TypeError, ValueError):
+    _fail("rho", c.rho, "must be a number in [0, 1]")
+  if not 0.0 <= rho <= 1.0:
+    _fail("rho", c.rho, "must be in [0, 1]")
+  if not 0.0 <= c.rho_anneal_fraction <= 1.0:
+    _fail("rho_anneal_fraction", c.rho_anneal_fraction, "must be in [0, 1]")
+  if c.smooth_target not in objectives.SMOOTH_TARGETS:
+    _fail("smooth_target", c.smooth_target, f"expected one of {objectives.SMOOTH_TARGETS}")
+  for key in ("num_ou_samples", "num_iw_samples", "batch_size", "num_train_steps",
+              "log_every", "eval_every", "checkpoint_every", "eval_batch_size",
+              "deterministic_layers", "keep_checkpoints"):
+    value = c[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      _fail(key, value, "must be an integer >= 1")
+  for key in ("kl_warmup_start", "kl_warmup_steps", "warmup_steps", "au_samples",
+              "eval_iw_samples", "eval_max_examples"):
+    if not isinstance(c[key], int) or c[key] < 0:
+      _fail(key, c[key], "must be an integer >= 0")
+  for key in ("free_bits", "grad_clip_norm"):
+    if c[key] < 0:
+      _fail(key, c[key], "must be >= 0")
+  if not c.learning_rate > 0:
+    _fail("learning_rate", c.learning_rate, "must be > 0")
+  if c.lr_schedule not in ("constant", "cosine"):
+    _fail("lr_schedule", c.lr_schedule, "expected 'constant' or 'cosine'")
+  latent, hidden = tuple(c.latent_dims), tuple(c.hidden_dims)
+  if not latent or any((not isinstance(d, int)) or d < 1 for d in latent):
+    _fail("latent_dims", c.latent_dims, "must be a non-empty tuple of positive integers")
+  if any((not isinstance(d, int)) or d < 1 for d in hidden):
+    _fail("hidden_dims", c.hidden_dims, "must be a tuple of positive integers")
+  if len(latent) != len(hidden):
+    _fail("hidden_dims", c.hidden_dims,
+          f"has {len(hidden)} entries but latent_dims={latent} has {len(latent)}: one "
+          "hidden width per stochastic layer")
+  if c.method == "hvae" and len(latent) < 2:
+    _fail("latent_dims", c.latent_dims, "method=hvae smooths intermediate generator "
+          "layers p(z_i|z_{i+1}) and needs at least 2 stochastic layers")
+  if c.dataset not in registry.DATASETS:
+    _fail("dataset", c.dataset, f"unknown dataset; known: {sorted(registry.DATASETS)}")
+  if registry.DATASETS[c.dataset].binarization == "none":
+    _fail("dataset", c.dataset, "the MLP hierarchy has a Bernoulli likelihood for binary "
+          "images; a discretized likelihood for 8-bit images is not implemented yet")
+  if c.data_source not in sources.SOURCES:
+    _fail("data_source", c.data_source, f"expected one of {sources.SOURCES}")

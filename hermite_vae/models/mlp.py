@@ -1,0 +1,84 @@
+"""The paper's MLP hierarchical VAE (§5.1): serially stacked Gaussian layers, two tanh
+layers of ``hidden_dims[i]`` units before each stochastic layer in encoder and decoder.
+
+Indexing (0-based in code, 1-based in the paper): ``latent_dims[i]`` is the size of
+z_{i+1}; ``hidden_dims[i]`` the width of the deterministic layers of q(z_{i+1}|z_i) and of
+p(z_i|z_{i+1}) (for i = 0: q(z_1|x) and p(x|z_1)), as in Burda et al.'s IWAE MLPs.
+
+    encoder  q_z1(x) -> z1 ; q_z2(z1) -> z2 ; ... ; q_zL(z_{L-1}) -> zL
+    decoder  p(zL) = N(0, I) ; p_z{L-1}(zL) -> z_{L-1} ; ... ; p_z1(z2) -> z1 ; p_x(z1) -> x
+
+Each layer is its own named submodule so objectives can apply one layer at a time (the
+Hermite VAE smooths exactly the ``p_z*`` layers): use :meth:`encode_layer`,
+:meth:`generate_layer` and :meth:`decode` through ``model.apply(..., method=...)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hermite_vae.models.layers import BernoulliLayer, GaussianLayer
+
+
+class HierarchicalVAE(nn.Module):
+  latent_dims: Sequence[int]         # bottom (z1) to top (zL)
+  hidden_dims: Sequence[int]         # one width per stochastic layer, bottom to top
+  num_pixels: int = 784
+  deterministic_layers: int = 2
+  min_scale: float = 1e-3
+
+  def setup(self):
+    if len(self.latent_dims) != len(self.hidden_dims):
+      raise ValueError(
+          f"latent_dims (length {len(self.latent_dims)}) and hidden_dims (length "
+          f"{len(self.hidden_dims)}) must have one entry per stochastic layer")
+    depth = self.deterministic_layers
+    num = len(self.latent_dims)
+    self.encoders = [
+        GaussianLayer((self.hidden_dims[i],) * depth, self.latent_dims[i], self.min_scale,
+                      name=f"q_z{i + 1}") for i in range(num)]
+    # generators[i] is p(z_{i+1} | z_{i+2}) (paper p(z_i|z_{i+1}) with i 1-based).
+    self.generators = [
+        GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
+                      name=f"p_z{i + 1}") for i in range(num - 1)]
+    self.decoder = BernoulliLayer((self.hidden_dims[0],) * depth, self.num_pixels, name="p_x")
+
+  @property
+  def num_layers(self) -> int:
+    return len(self.latent_dims)
+
+  def encode_layer(self, i: int, h):
+    """q(z_{i+1} | h) with h = x (flattened) for i = 0, else z_i. Returns (loc, scale)."""
+    return self.encoders[i](h)
+
+  def generate_layer(self, i: int, z_above):
+    """p(z_{i+1} | z_{i+2}) for i < L-1. Returns (loc, scale) of shape [..., latent_dims[i]]."""
+    return self.generators[i](z_above)
+
+  def decode(self, z1):
+    """p(x | z1): Bernoulli logits [..., num_pixels]."""
+    return self.decoder(z1)
+
+  def __call__(self, x, key):
+    """One ancestral pass through every layer (used to initialise all parameters).
+
+    Args:
+      x: [B, num_pixels].
+    Returns:
+      logits [B, num_pixels].
+    """
+    h, zs = x, []
+    for i in range(self.num_layers):
+      loc, scale = self.encode_layer(i, h)
+      h = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape)
+      zs.append(h)
+    for i in range(self.num_layers - 1):
+      self.generate_layer(i, zs[i + 1])
+    return self.decode(zs[0])
+
+
+def count_params(params) -> int:
+  return sum(int(jnp.size(p)) for p in jax.tree_util.tree_leaves(params))

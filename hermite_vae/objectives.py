@@ -1,0 +1,197 @@
+"""Per-layer ELBO terms and the training objectives: ``vae``, ``iwae``, ``hvae``.
+
+Notation (paper §1): p(x, z) = p(x|z_1) prod_{i<L} p(z_i|z_{i+1}) p(z_L),
+q(z|x) = q(z_1|x) prod_{i<L} q(z_{i+1}|z_i). For one posterior sample path,
+
+    ELBO = log p(x|z_1) - sum_{i<L} [log q(z_i|.) - log p(z_i|z_{i+1})]
+                        - KL(q(z_L|z_{L-1}) || N(0, I))
+
+(the top KL analytic, the others single-sample estimates) — :func:`layer_terms` returns
+the reconstruction ``[B]`` and the KL terms ``[L, B]`` separately.
+
+Hermite VAE (§2.2, "Algorithm"): every intermediate generator layer p(z_i|z_{i+1}),
+i < L, is evaluated through :func:`hermite_vae.ou.smooth`, with z_{i+1}'s OU samples drawn
+around its posterior sample by eq. 4 (loc/scale of q(z_{i+1}|.)). Because ``smooth``
+returns the original value and only changes the derivative, the loss value and every
+metric are those of the original model. Never smoothed: q(.|.), p(x|z_1), p(z_L).
+
+``smooth_target``:
+  * ``mean_std``: smooth (mu_i, sigma_i) -> N(z_i | U_rho mu_i, U_rho sigma_i).
+  * ``ratio``: smooth (mu_i / sigma_i, sigma_i) and write the density in natural form,
+    log N = -log sigma - (z/sigma - mu/sigma)^2 / 2 + const. This is our reading of §2.2's
+    "apply the OU semigroup to the ratio of the mean and variance functions", justified in
+    §3 by the variance of (z_1 - mu(z_2)) / sigma(z_2).
+
+Schedules (baselines; the reported ELBO is never affected): KL annealing (a weight on
+the KL terms: 0 for ``kl_warmup_start`` steps, then linear to 1 over ``kl_warmup_steps``),
+free bits (each layer's batch-mean KL enters the loss as max(free_bits, KL_i)), and a rho
+schedule (rho rising linearly from ``rho`` to 1 over ``rho_anneal_fraction`` of training).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from hermite_vae import ou
+from hermite_vae.models import layers
+
+METHODS = ("vae", "iwae", "hvae")
+SMOOTH_TARGETS = ("mean_std", "ratio")
+
+
+@dataclasses.dataclass(frozen=True)
+class Smoothing:
+  rho: Any                 # float or traced scalar in [0, 1]
+  num_samples: int
+  target: str = "mean_std"
+
+
+@flax.struct.dataclass
+class LayerTerms:
+  log_px: jax.Array        # [B] log p(x|z_1)
+  kl: jax.Array            # [L, B] per-layer KL terms (top one analytic)
+  log_ratio_top: jax.Array  # [B] log q(z_L|.) - log p(z_L), single sample (for IW bounds)
+
+  @property
+  def elbo(self):          # [B]
+    return self.log_px - jnp.sum(self.kl, axis=0)
+
+  @property
+  def log_weight(self):    # [B] log p(x, z) - log q(z|x) for this sample path
+    return self.log_px - jnp.sum(self.kl[:-1], axis=0) - self.log_ratio_top
+
+
+def flatten(x):
+  return x.reshape(x.shape[0], -1)
+
+
+def encode_path(model, params, x, key):
+  """One posterior sample path. Returns [(z_i, loc_i, scale_i)] bottom to top."""
+  variables = {"params": params}
+  h, path = flatten(x), []
+  for i in range(len(model.latent_dims)):
+    loc, scale = model.apply(variables, i, h, method=model.encode_layer)
+    z = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape, loc.dtype)
+    path.append((z, loc, scale))
+    h = z
+  return path
+
+
+def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) -> LayerTerms:
+  """Reconstruction and per-layer KL terms for one posterior sample per example."""
+  variables = {"params": params}
+  path = encode_path(model, params, x, key)
+  num_layers = len(path)
+  logits = model.apply(variables, path[0][0], method=model.decode)
+  log_px = layers.bernoulli_log_prob(flatten(x), logits)
+  kls = []
+  for i in range(num_layers - 1):
+    z, q_loc, q_scale = path[i]
+    z_above, above_loc, above_scale = path[i + 1]
+    log_q = layers.gaussian_log_prob(z, q_loc, q_scale)
+    log_p = _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
+                                smoothing, jax.random.fold_in(key, 1000 + i))
+    kls.append(log_q - log_p)
+  z_top, top_loc, top_scale = path[-1]
+  kls.append(layers.kl_to_standard_normal(top_loc, top_scale))
+  log_ratio_top = (layers.gaussian_log_prob(z_top, top_loc, top_scale) -
+                   layers.gaussian_log_prob(z_top, 0.0, 1.0))
+  return LayerTerms(log_px=log_px, kl=jnp.stack(kls), log_ratio_top=log_ratio_top)
+
+
+def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
+                        smoothing, key):
+  """log p(z_i | z_{i+1}), OU-smoothed for the gradient when ``smoothing`` is given."""
+  apply = lambda h: model.apply(variables, i, h, method=model.generate_layer)
+  if smoothing is None:
+    loc, scale = apply(z_above)
+    return layers.gaussian_log_prob(z, loc, scale)
+  if smoothing.target == "mean_std":
+    loc, scale = ou.smooth(apply, smoothing.rho, smoothing.num_samples)(
+        key, z_above, above_loc, above_scale)
+    return layers.gaussian_log_prob(z, loc, scale)
+
+  def ratio_and_scale(h):
+    loc, scale = apply(h)
+    return loc / scale, scale
+
+  ratio, scale = ou.smooth(ratio_and_scale, smoothing.rho, smoothing.num_samples)(
+      key, z_above, above_loc, above_scale)
+  return layers.gaussian_log_prob_ratio(z, ratio, scale)
+
+
+# ---------------------------------------------------------------- schedules
+
+def kl_weight(step, warmup_start: int, warmup_steps: int):
+  """KL annealing: 0 before ``warmup_start``, then linear to 1 over ``warmup_steps``."""
+  if warmup_steps <= 0 and warmup_start <= 0:
+    return jnp.float32(1.0)
+  t = (jnp.asarray(step, jnp.float32) - warmup_start) / max(warmup_steps, 1)
+  return jnp.clip(t, 0.0, 1.0)
+
+
+def rho_at(step, rho, anneal_steps: int):
+  """rho schedule: ``rho`` rising linearly to 1 over ``anneal_steps`` (0: constant)."""
+  if anneal_steps <= 0:
+    return jnp.float32(rho)
+  t = jnp.clip(jnp.asarray(step, jnp.float32) / anneal_steps, 0.0, 1.0)
+  return rho + (1.0 - rho) * t
+
+
+def free_bits_kl(kl_per_layer, free_bits: float):
+  """Kingma et al. (2016): each layer's batch-mean KL counts as max(free_bits, KL)."""
+  if free_bits <= 0:
+    return kl_per_layer
+  return jnp.maximum(kl_per_layer, free_bits)
+
+
+# ----------------------------------------------------------------- objectives
+
+def iw_bound(log_weights):
+  """log (1/K) sum_k exp(log_w_k), over axis 0: the K-sample importance-weighted bound."""
+  return jax.nn.logsumexp(log_weights, axis=0) - math.log(log_weights.shape[0])
+
+
+def loss_and_metrics(params, model, x, key, step, cfg):
+  """Training loss (what is differentiated) and metrics (always the original model).
+
+  ``cfg`` needs: method, rho, rho_anneal_steps, num_ou_samples, smooth_target,
+  num_iw_samples, kl_warmup_start, kl_warmup_steps, free_bits.
+  """
+  if cfg.method == "iwae":
+    keys = jax.random.split(key, cfg.num_iw_samples)
+
+    def one_sample(k):
+      terms = layer_terms(model, params, x, k)
+      return terms.log_weight, terms.log_px, terms.kl
+
+    log_w, log_px, kl = jax.vmap(one_sample)(keys)            # [K, B], [K, B], [K, L, B]
+    bound = iw_bound(log_w)                                   # [B]
+    loss = -jnp.mean(bound)
+    log_px, kl = log_px[0], kl[0]                             # first sample: ELBO metrics
+    extra = {f"iw_bound_k{cfg.num_iw_samples}": jnp.mean(bound)}
+  else:
+    smoothing = None
+    extra = {}
+    if cfg.method == "hvae":
+      rho = rho_at(step, cfg.rho, cfg.rho_anneal_steps)
+      smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target)
+      extra["rho"] = rho
+    terms = layer_terms(model, params, x, key, smoothing)
+    log_px, kl = terms.log_px, terms.kl
+    kl_mean = jnp.mean(kl, axis=1)
+    beta = kl_weight(step, cfg.kl_warmup_start, cfg.kl_warmup_steps)
+    loss = -(jnp.mean(log_px) - beta * jnp.sum(free_bits_kl(kl_mean, cfg.free_bits)))
+    extra["kl_weight"] = beta
+  kl_mean = jnp.mean(kl, axis=1)
+  metrics = {"elbo_nats": jnp.mean(log_px) - jnp.sum(kl_mean),
+             "reconstruction_nats": jnp.mean(log_px),
+             "kl_nats": jnp.sum(kl_mean),
+             "kl_per_layer_nats": kl_mean,
+             "loss": loss, **extra}
+  return loss, metrics

@@ -1,0 +1,240 @@
+"""Training: ``train_and_evaluate(config, workdir)``, the one tested entry point.
+
+Data parallel with ``jax.sharding``: a 1-D device mesh with axis ``data``; the batch is
+sharded along it, parameters and optimizer state replicated; XLA inserts the gradient
+all-reduce. Multi-host: each process draws its share of the batch (see ``data.batches``)
+and ``jax.distributed.initialize()`` runs when ``config.distributed``.
+
+Randomness: the step key is ``fold_in(PRNGKey(seed), step)`` and batches depend only on
+(seed, step), so a run restored from a checkpoint continues exactly like an uninterrupted
+one (checkpoints: orbax ``CheckpointManager`` in ``workdir/checkpoints``).
+
+Non-finite loss or gradients: the update is not applied (parameters keep their last
+finite values). With ``skip_nonfinite=False`` (default) training stops at the next log or
+checkpoint point with an error naming the first bad step, before anything is saved;
+with ``skip_nonfinite=True`` such updates are skipped and counted in the metrics.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from hermite_vae import config_lib, data, evaluation, metrics_io, objectives
+from hermite_vae.models.mlp import HierarchicalVAE, count_params
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  nonfinite_count: jax.Array       # number of skipped non-finite updates
+  first_nonfinite_step: jax.Array  # -1 if none
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+  """The static part of the config the objective needs (hashable, for jit)."""
+  method: str
+  rho: float
+  rho_anneal_steps: int
+  num_ou_samples: int
+  smooth_target: str
+  num_iw_samples: int
+  kl_warmup_start: int
+  kl_warmup_steps: int
+  free_bits: float
+
+  @classmethod
+  def from_config(cls, c):
+    return cls(method=c.method, rho=float(c.rho),
+               rho_anneal_steps=int(c.rho_anneal_fraction * c.num_train_steps),
+               num_ou_samples=c.num_ou_samples, smooth_target=c.smooth_target,
+               num_iw_samples=c.num_iw_samples, kl_warmup_start=c.kl_warmup_start,
+               kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits))
+
+
+def create_model(config, num_pixels: int) -> HierarchicalVAE:
+  return HierarchicalVAE(latent_dims=tuple(config.latent_dims),
+                         hidden_dims=tuple(config.hidden_dims), num_pixels=num_pixels,
+                         deterministic_layers=config.deterministic_layers,
+                         min_scale=config.min_scale)
+
+
+def create_optimizer(config) -> optax.GradientTransformation:
+  if config.lr_schedule == "cosine":
+    lr = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup_steps,
+                                            config.num_train_steps)
+  elif config.warmup_steps:
+    lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+  else:
+    lr = config.learning_rate
+  parts = []
+  if config.grad_clip_norm:
+    parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+  parts.append(optax.adam(lr))
+  return optax.chain(*parts)
+
+
+def create_train_state(model, tx, key, num_pixels: int) -> TrainState:
+  params = model.init(key, jnp.zeros((1, num_pixels), jnp.float32), key)["params"]
+  return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params),
+                    nonfinite_count=jnp.int32(0), first_nonfinite_step=jnp.int32(-1))
+
+
+def _all_finite(tree):
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+
+def train_step(state: TrainState, x, base_key, *, model, tx, cfg: ObjectiveConfig,
+               stop_on_nonfinite: bool):
+  """One optimizer step. Pure; jit it with ``donate_argnums=0``."""
+  key = jax.random.fold_in(base_key, state.step)
+  grad_fn = jax.value_and_grad(objectives.loss_and_metrics, has_aux=True)
+  (loss, metrics), grads = grad_fn(state.params, model, x, key, state.step, cfg)
+  updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+  new_params = optax.apply_updates(state.params, updates)
+  ok = jnp.isfinite(loss) & _all_finite(grads)
+  if stop_on_nonfinite:  # after the first bad step nothing moves until the host stops
+    ok = ok & (state.first_nonfinite_step < 0)
+  keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
+  bad = ~(jnp.isfinite(loss) & _all_finite(grads))
+  new_state = TrainState(
+      step=state.step + 1,
+      params=keep(new_params, state.params),
+      opt_state=keep(new_opt_state, state.opt_state),
+      nonfinite_count=state.nonfinite_count + bad.astype(jnp.int32),
+      first_nonfinite_step=jnp.where(bad & (state.first_nonfinite_step < 0), state.step,
+                                     state.first_nonfinite_step))
+  metrics["grad_norm"] = optax.global_norm(grads)
+  return new_state, metrics
+
+
+def _check_finite(state: TrainState, skip: bool):
+  count = int(jax.device_get(state.nonfinite_count))
+  if count and not skip:
+    step = int(jax.device_get(state.first_nonfinite_step))
+    raise FloatingPointError(
+        f"Non-finite loss or gradient at step {step}: training stopped; parameters are "
+        f"those before step {step} and no checkpoint was written after it. Lower "
+        f"learning_rate, set grad_clip_norm, or set skip_nonfinite=True to skip such steps.")
+  return count
+
+
+def _save_json(path, obj):
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=str)
+
+
+def make_mesh() -> Mesh:
+  return Mesh(np.array(jax.devices()), ("data",))
+
+
+def evaluate(model, params, images, config, mesh, key):
+  if config.eval_max_examples:
+    images = images[:config.eval_max_examples]
+  batch = min(config.eval_batch_size, len(images))
+  batch -= batch % mesh.size or 0
+  batch = max(batch, mesh.size)
+  return evaluation.evaluate_dataset(
+      model, params, data.eval_batches(images, batch, mesh), key,
+      au_samples=config.au_samples, au_threshold=config.au_threshold,
+      iw_samples=config.eval_iw_samples)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from ``workdir`` if it holds a checkpoint) and evaluates.
+
+  Returns the last evaluation's metrics.
+  """
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  loaded = data.load(config.dataset, config.data_source, config.data_dir,
+                     config.train_split, config.eval_split)
+  num_pixels = int(np.prod(loaded.train.shape[1:]))
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, P())
+  train_batches = data.TrainBatches(loaded.train, config.batch_size,
+                                    loaded.info["binarization"], config.seed, mesh)
+
+  model = create_model(config, num_pixels)
+  tx = create_optimizer(config)
+  cfg = ObjectiveConfig.from_config(config)
+  root_key = jax.random.PRNGKey(config.seed)
+  init_key, train_key, eval_key = (jax.random.fold_in(root_key, i) for i in range(3))
+  state = create_train_state(model, tx, init_key, num_pixels)
+  state = jax.device_put(state, replicated)
+
+  checkpoints = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  writer = metrics_io.MetricsWriter(workdir, enabled=is_chief)
+  if checkpoints.latest_step() is not None:
+    restored_step = checkpoints.latest_step()
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+    state = checkpoints.restore(restored_step, args=ocp.args.StandardRestore(abstract))
+    logging.info("Restored checkpoint at step %d from %s", restored_step, workdir)
+    writer.truncate_after(restored_step)
+  start_step = int(jax.device_get(state.step))
+
+  run_info = {"config": json.loads(config.to_json_best_effort()), "data": loaded.info,
+              "num_params": count_params(state.params), "devices": [str(d) for d in jax.devices()],
+              "process_count": jax.process_count(), "jax_version": jax.__version__}
+  if is_chief:
+    _save_json(os.path.join(workdir, "config.json"), run_info)
+  logging.info("Model %s with %d parameters; data %s", config.latent_dims,
+               run_info["num_params"], loaded.info)
+
+  step_fn = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, cfg=cfg,
+                        stop_on_nonfinite=not config.skip_nonfinite),
+      donate_argnums=0, out_shardings=(replicated, replicated))
+  progress = metrics_io.Progress(config.num_train_steps, start_step,
+                                 config.progress_bar and is_chief)
+  pending, t_last, last_eval = [], time.time(), {}
+  for step in range(start_step, config.num_train_steps):
+    x = train_batches(step)
+    state, metrics = step_fn(state, x, train_key)
+    pending.append(metrics)
+    done = step + 1
+    if done % config.log_every == 0 or done == config.num_train_steps:
+      skipped = _check_finite(state, config.skip_nonfinite)
+      summary = jax.tree_util.tree_map(lambda *v: np.mean(np.stack(v), axis=0),
+                                       *jax.device_get(pending))
+      now = time.time()
+      summary["steps_per_sec"] = len(pending) / max(now - t_last, 1e-9)
+      summary["skipped_nonfinite"] = skipped
+      pending, t_last = [], now
+      writer.write(done, "train", summary)
+      progress.update(done, f"elbo {summary['elbo_nats']:.2f}")
+    if done % config.eval_every == 0 or done == config.num_train_steps:
+      last_eval = evaluate(model, state.params, loaded.eval, config, mesh,
+                           jax.random.fold_in(eval_key, done))
+      writer.write(done, "eval", last_eval)
+      logging.info("eval at step %d: %s", done, last_eval)
+      t_last = time.time()
+    if done % config.checkpoint_every == 0 or done == config.num_train_steps:
+      _check_finite(state, config.skip_nonfinite)
+      checkpoints.save(done, args=ocp.args.StandardSave(state))
+  checkpoints.wait_until_finished()
+  progress.close()
+  writer.close()
+  if not last_eval:  # nothing left to train: evaluate the restored model
+    last_eval = evaluate(model, state.params, loaded.eval, config, mesh,
+                         jax.random.fold_in(eval_key, start_step))
+  return last_eval

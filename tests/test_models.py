@@ -1,0 +1,67 @@
+"""Model shapes and parameter counts of the paper's presets."""
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import default, mnist_mlp, mnist_mlp_5layer, mnist_mlp_64
+from hermite_vae.models.layers import gaussian_log_prob, gaussian_log_prob_ratio, kl_to_standard_normal
+from hermite_vae.models.mlp import HierarchicalVAE, count_params
+from hermite_vae import train
+
+
+def _dense(a, b):
+  return a * b + b
+
+
+def _expected_params(latent, hidden, pixels=784):
+  """Two tanh layers before every stochastic layer (encoder and decoder), loc+scale heads."""
+  total = 0
+  ins = [pixels] + list(latent[:-1])
+  for i, (d_in, d, h) in enumerate(zip(ins, latent, hidden)):   # q(z_{i+1} | .)
+    total += _dense(d_in, h) + _dense(h, h) + 2 * _dense(h, d)
+  for i in range(len(latent) - 1):                               # p(z_{i+1} | z_{i+2})
+    h = hidden[i + 1]
+    total += _dense(latent[i + 1], h) + _dense(h, h) + 2 * _dense(h, latent[i])
+  h = hidden[0]                                                  # p(x | z1)
+  total += _dense(latent[0], h) + _dense(h, h) + _dense(h, pixels)
+  return total
+
+
+@pytest.mark.parametrize("module", [mnist_mlp, mnist_mlp_64, mnist_mlp_5layer])
+def test_preset_parameter_counts(module):
+  c = module.get_config()
+  model = train.create_model(c, 784)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)), jax.random.PRNGKey(1))
+  assert count_params(params) == _expected_params(c.latent_dims, c.hidden_dims)
+
+
+def test_40x4_preset_values():
+  # Closed form for the paper's Table 4 model, written out.
+  enc = (784 * 200 + 200) + (200 * 200 + 200) + 2 * (200 * 40 + 40)
+  mid = (40 * 200 + 200) + (200 * 200 + 200) + 2 * (200 * 40 + 40)
+  dec = (40 * 200 + 200) + (200 * 200 + 200) + (200 * 784 + 784)
+  assert _expected_params((40,) * 4, (200,) * 4) == enc + 3 * mid + 3 * mid + dec
+  c = mnist_mlp.get_config()
+  assert (c.method, c.rho, c.num_ou_samples) == ("hvae", 0.9, 5)
+  assert tuple(c.latent_dims) == (40,) * 4 and tuple(c.hidden_dims) == (200,) * 4
+
+
+def test_layer_names_and_mismatch():
+  model = HierarchicalVAE((3, 2), (8, 8), num_pixels=5)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 5)), jax.random.PRNGKey(1))["params"]
+  assert set(params) == {"q_z1", "q_z2", "p_z1", "p_x"}
+  with pytest.raises(ValueError, match="latent_dims.*hidden_dims"):
+    HierarchicalVAE((3, 2), (8,), num_pixels=5).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 5)), jax.random.PRNGKey(1))
+
+
+def test_densities():
+  z, loc, scale = jnp.array([[0.3, -1.0]]), jnp.array([[0.1, 0.5]]), jnp.array([[0.7, 2.0]])
+  want = jax.scipy.stats.norm.logpdf(z, loc, scale).sum(-1)
+  assert jnp.allclose(gaussian_log_prob(z, loc, scale), want)
+  assert jnp.allclose(gaussian_log_prob_ratio(z, loc / scale, scale), want)
+  # KL(N(m, s^2) || N(0,1)) = E_q[log q - log p] by Monte Carlo.
+  eps = jax.random.normal(jax.random.PRNGKey(0), (200_000, 2))
+  zs = loc + scale * eps
+  mc = jnp.mean(gaussian_log_prob(zs, loc, scale) - gaussian_log_prob(zs, 0.0, 1.0))
+  assert abs(float(kl_to_standard_normal(loc, scale)[0]) - float(mc)) < 0.02
