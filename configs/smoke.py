@@ -13,7 +13,7 @@ def get_config():
   c.log_every = 2
   c.eval_every = 6
   c.checkpoint_every = 3
-  c.eval_batch_size = 50
+  c.eval_batch_size = 40
   c.eval_max_examples = 100
   c.au_samples = 4
   c.progress_bar = False

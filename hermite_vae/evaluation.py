@@ -100,7 +100,7 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
       sums["iw"] += float((np.asarray(bound, np.float64) * mask_np).sum())
   kl = sums["kl"] / count
   elbo = sums["log_px"] / count - kl.sum()
-  out = {"elbo_nats": elbo,
+  out = {"elbo_nats": float(elbo),
          "elbo_std_err": float(np.sqrt(max(sums["elbo_sq"] / count - elbo**2, 0.0) / count)),
          "reconstruction_nats": sums["log_px"] / count,
          "kl_nats": float(kl.sum()),

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 
 def _jsonable(v):
   """Arrays/numpy scalars -> JSON values; non-finite floats -> 'nan'/'inf' strings."""
@@ -96,7 +98,7 @@ class Progress:
       self._bar.update(step - self._last)
       self._bar.set_postfix_str(summary)
     else:
-      logging.info("step %d/%d  %.1f steps/s  ETA %s  %s", step, self.total, rate,
+      log.info("step %d/%d  %.1f steps/s  ETA %s  %s", step, self.total, rate,
                    time.strftime("%H:%M:%S", time.gmtime(eta)), summary)
     self._last = step
 

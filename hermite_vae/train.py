@@ -36,6 +36,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from hermite_vae import config_lib, data, evaluation, metrics_io, objectives
 from hermite_vae.models.mlp import HierarchicalVAE, count_params
 
+log = logging.getLogger(__name__)
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -120,7 +122,7 @@ def train_step(state: TrainState, x, base_key, *, model, tx, cfg: ObjectiveConfi
       nonfinite_count=state.nonfinite_count + bad.astype(jnp.int32),
       first_nonfinite_step=jnp.where(bad & (state.first_nonfinite_step < 0), state.step,
                                      state.first_nonfinite_step))
-  metrics["grad_norm"] = optax.global_norm(grads)
+  metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(grads)))
   return new_state, metrics
 
 
@@ -147,11 +149,10 @@ def make_mesh() -> Mesh:
 def evaluate(model, params, images, config, mesh, key):
   if config.eval_max_examples:
     images = images[:config.eval_max_examples]
-  batch = min(config.eval_batch_size, len(images))
-  batch -= batch % mesh.size or 0
-  batch = max(batch, mesh.size)
+  # A fixed batch size (the last batch padded and masked): the metrics, including their
+  # random draws, do not depend on the number of devices.
   return evaluation.evaluate_dataset(
-      model, params, data.eval_batches(images, batch, mesh), key,
+      model, params, data.eval_batches(images, config.eval_batch_size, mesh), key,
       au_samples=config.au_samples, au_threshold=config.au_threshold,
       iw_samples=config.eval_iw_samples)
 
@@ -168,6 +169,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      config.train_split, config.eval_split)
   num_pixels = int(np.prod(loaded.train.shape[1:]))
   mesh = make_mesh()
+  for key in ("batch_size", "eval_batch_size"):
+    if config[key] % mesh.size:
+      raise ValueError(f"config.{key}={config[key]} must be divisible by the number of "
+                       f"devices ({mesh.size}).")
   replicated = NamedSharding(mesh, P())
   train_batches = data.TrainBatches(loaded.train, config.batch_size,
                                     loaded.info["binarization"], config.seed, mesh)
@@ -188,7 +193,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     restored_step = checkpoints.latest_step()
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
     state = checkpoints.restore(restored_step, args=ocp.args.StandardRestore(abstract))
-    logging.info("Restored checkpoint at step %d from %s", restored_step, workdir)
+    log.info("Restored checkpoint at step %d from %s", restored_step, workdir)
     writer.truncate_after(restored_step)
   start_step = int(jax.device_get(state.step))
 
@@ -197,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
               "process_count": jax.process_count(), "jax_version": jax.__version__}
   if is_chief:
     _save_json(os.path.join(workdir, "config.json"), run_info)
-  logging.info("Model %s with %d parameters; data %s", config.latent_dims,
+  log.info("Model %s with %d parameters; data %s", config.latent_dims,
                run_info["num_params"], loaded.info)
 
   step_fn = jax.jit(
@@ -207,33 +212,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   progress = metrics_io.Progress(config.num_train_steps, start_step,
                                  config.progress_bar and is_chief)
   pending, t_last, last_eval = [], time.time(), {}
-  for step in range(start_step, config.num_train_steps):
-    x = train_batches(step)
-    state, metrics = step_fn(state, x, train_key)
-    pending.append(metrics)
-    done = step + 1
-    if done % config.log_every == 0 or done == config.num_train_steps:
-      skipped = _check_finite(state, config.skip_nonfinite)
-      summary = jax.tree_util.tree_map(lambda *v: np.mean(np.stack(v), axis=0),
-                                       *jax.device_get(pending))
-      now = time.time()
-      summary["steps_per_sec"] = len(pending) / max(now - t_last, 1e-9)
-      summary["skipped_nonfinite"] = skipped
-      pending, t_last = [], now
-      writer.write(done, "train", summary)
-      progress.update(done, f"elbo {summary['elbo_nats']:.2f}")
-    if done % config.eval_every == 0 or done == config.num_train_steps:
-      last_eval = evaluate(model, state.params, loaded.eval, config, mesh,
-                           jax.random.fold_in(eval_key, done))
-      writer.write(done, "eval", last_eval)
-      logging.info("eval at step %d: %s", done, last_eval)
-      t_last = time.time()
-    if done % config.checkpoint_every == 0 or done == config.num_train_steps:
-      _check_finite(state, config.skip_nonfinite)
-      checkpoints.save(done, args=ocp.args.StandardSave(state))
-  checkpoints.wait_until_finished()
-  progress.close()
-  writer.close()
+  try:
+    for step in range(start_step, config.num_train_steps):
+      x = train_batches(step)
+      state, metrics = step_fn(state, x, train_key)
+      pending.append(metrics)
+      done = step + 1
+      if done % config.log_every == 0 or done == config.num_train_steps:
+        skipped = _check_finite(state, config.skip_nonfinite)
+        summary = jax.tree_util.tree_map(lambda *v: np.mean(np.stack(v), axis=0),
+                                         *jax.device_get(pending))
+        now = time.time()
+        summary["steps_per_sec"] = len(pending) / max(now - t_last, 1e-9)
+        summary["skipped_nonfinite"] = skipped
+        pending, t_last = [], now
+        writer.write(done, "train", summary)
+        progress.update(done, f"elbo {summary['elbo_nats']:.2f}")
+      if done % config.eval_every == 0 or done == config.num_train_steps:
+        last_eval = evaluate(model, state.params, loaded.eval, config, mesh,
+                             jax.random.fold_in(eval_key, done))
+        writer.write(done, "eval", last_eval)
+        log.info("eval at step %d: %s", done, last_eval)
+        t_last = time.time()
+      if done % config.checkpoint_every == 0 or done == config.num_train_steps:
+        _check_finite(state, config.skip_nonfinite)
+        checkpoints.save(done, args=ocp.args.StandardSave(state))
+  finally:  # also on errors: finish pending checkpoint writes, flush logs
+    checkpoints.wait_until_finished()
+    progress.close()
+    writer.close()
   if not last_eval:  # nothing left to train: evaluate the restored model
     last_eval = evaluate(model, state.params, loaded.eval, config, mesh,
                          jax.random.fold_in(eval_key, start_step))

