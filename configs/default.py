@@ -52,6 +52,7 @@ def get_config():
   c.eval_iw_samples = 0           # K of an IW bound at each eval (0: off; evaluate.py does L5000)
   c.au_samples = 100              # sample paths for E_q[z_i|x] in the x-based active units
   c.au_threshold = 0.01
+  c.mi_paths = 10                 # sample paths for q(z_i|x) in the I(x; z_i) estimate (0: off)
   c.progress_bar = True
 
   c.seed = 0

@@ -30,7 +30,7 @@ def validate(config) -> None:
     value = c[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(key, value, "must be an integer >= 1")
-  for key in ("kl_warmup_start", "kl_warmup_steps", "warmup_steps", "au_samples",
+  for key in ("kl_warmup_start", "kl_warmup_steps", "warmup_steps", "au_samples", "mi_paths",
               "eval_iw_samples", "eval_max_examples"):
     if not isinstance(c[key], int) or c[key] < 0:
       _fail(key, c[key], "must be an integer >= 0")

@@ -7,14 +7,26 @@
 * Active units, two counts per layer, side by side:
     - ``active_units_x`` (Burda et al.): A_u = Cov_x(E_q[u|x]) > threshold, with
       E_q[z_i|x] for i > 1 estimated by averaging loc(q(z_i|z_{i-1})) over
-      ``num_samples`` sampled paths z_1..z_{i-1} of the layers below (default 100);
+      ``num_samples`` sampled paths z_1..z_{i-1} of the layers below (default 100). The
+      average of S paths carries Monte-Carlo noise of variance v/S (v: the across-path
+      variance), which would make a unit that only follows the noise of the layers
+      below look active; we subtract its unbiased estimate E_x[v]/S, so the count
+      estimates Var_x(E_q[u|x]) itself;
     - ``active_units_conditional``: Cov over sampled (x, z_{i-1}) of E_q[z_i|z_{i-1}],
       one sample path per x. A layer that only encodes the noise of a collapsed layer
       below looks active here but not in the x-based count.
+* Mutual information I(x; z_i) per layer with the aggregate-posterior estimator of He et
+  al. (2019), I = E_x E_{q(z_i|x)}[log q(z_i|x) - log q(z_i)], extended to upper layers,
+  whose q(z_i|x) = E_{z_{i-1}|x} q(z_i|z_{i-1}) is a mixture: it is estimated with
+  ``mi_paths`` sampled paths of the layers below, and q(z_i) by the mixture over the
+  examples of the batch. It is bounded by log(batch size) and, unlike the conditional
+  active-unit count, is zero for a layer that carries no information about x.
+* Bits per dimension: -bound / (D ln 2) for likelihoods over D pixels.
 """
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -48,10 +60,37 @@ def iw_bound_batch(model, params, x, key, num_samples: int, chunk: int):
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def posterior_means(model, params, x, num_samples: int, key):
   """Per layer: (E_q[z_i|x] averaged over ``num_samples`` paths [B, d_i],
-  E_q[z_i|z_{i-1}] along one sampled path [B, d_i])."""
+  E_q[z_i|z_{i-1}] along one sampled path [B, d_i],
+  the across-path variance of loc(q(z_i|z_{i-1})) divided by num_samples [B, d_i] — the
+  Monte-Carlo noise in the first, which ``evaluate_dataset`` subtracts)."""
   keys = jax.random.split(key, num_samples)
   paths = jax.vmap(lambda k: objectives.encode_path(model, params, x, k))(keys)
-  return [(jnp.mean(loc, axis=0), loc[0]) for (_, loc, _) in paths]
+  noise = lambda loc: (jnp.var(loc, axis=0, ddof=1) / num_samples if num_samples > 1
+                       else jnp.zeros_like(loc[0]))
+  return [(jnp.mean(loc, axis=0), loc[0], noise(loc)) for (_, loc, _) in paths]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def mutual_information_batch(model, params, x, num_paths: int, key):
+  """Per-layer estimates of I(x; z_i) on one batch (nats) [L]."""
+  keys = jax.random.split(key, num_paths)
+  paths = jax.vmap(lambda k: objectives.encode_path(model, params, x, k))(keys)
+  out = []
+  for z, loc, scale in paths:                       # [S, B, d] each
+    z0 = z[0]                                       # one sample z_i ~ q(z_i|x_b) per b
+    s, b, d = loc.shape
+    # log N(z0_b | loc_{b',s}, scale_{b',s}) for all b, b', s, as matmuls: [B, B'*S].
+    prec = (1.0 / scale**2).transpose(1, 0, 2).reshape(b * s, d)
+    mean_prec = (loc / scale**2).transpose(1, 0, 2).reshape(b * s, d)
+    const = jnp.sum((loc**2 / scale**2 + 2 * jnp.log(scale)).transpose(1, 0, 2),
+                    axis=-1).reshape(b * s)
+    quad = (z0**2) @ prec.T - 2 * z0 @ mean_prec.T + const[None]
+    logn = (-0.5 * quad - 0.5 * d * jnp.log(2 * jnp.pi)).reshape(b, b, s)
+    log_q_cond = jax.nn.logsumexp(logn, axis=2) - jnp.log(num_paths)     # [B, B']
+    log_q_x = jnp.diagonal(log_q_cond)                                   # log q(z0_b | x_b)
+    log_q_agg = jax.nn.logsumexp(log_q_cond, axis=1) - jnp.log(b)        # log q(z0_b)
+    out.append(jnp.mean(log_q_x - log_q_agg))
+  return jnp.stack(out)
 
 
 class _Moments:
@@ -66,19 +105,31 @@ class _Moments:
     self.s1 = self.s1 + v.sum(0)
     self.s2 = self.s2 + (v * v).sum(0)
 
+  def mean(self):
+    return self.s1 / self.n
+
   def variance(self):
     mean = self.s1 / self.n
     return np.maximum(self.s2 / self.n - mean * mean, 0.0)
 
 
 def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
-                     au_threshold: float = 0.01, iw_samples: int = 0, iw_chunk: int = 100):
-  """Metrics over ``batches`` (an iterable of (x, mask)) for the original model."""
+                     au_threshold: float = 0.01, iw_samples=(), iw_chunk: int = 100,
+                     mi_paths: int = 0):
+  """Metrics over ``batches`` (an iterable of (x, mask)) for the original model.
+
+  ``iw_samples``: an int or a sequence of K for the bounds ``iw_bound_k{K}``.
+  ``mi_paths``: > 0 adds ``mutual_information_nats`` per layer (full batches only).
+  """
   L = len(model.latent_dims)
-  sums = {"log_px": 0.0, "kl": np.zeros(L), "iw": 0.0, "elbo_sq": 0.0}
+  iw_samples = (iw_samples,) if isinstance(iw_samples, int) else tuple(iw_samples)
+  iw_samples = tuple(k for k in iw_samples if k)
+  sums = {"log_px": 0.0, "kl": np.zeros(L), "elbo_sq": 0.0, "mi": np.zeros(L), "mi_n": 0}
+  iw_sums = {k: 0.0 for k in iw_samples}
   count = 0.0
   au_x = [_Moments() for _ in range(L)]
   au_c = [_Moments() for _ in range(L)]
+  au_noise = [_Moments() for _ in range(L)]
   for b, (x, mask) in enumerate(batches):
     kb = jax.random.fold_in(key, b)
     mask_np = np.asarray(mask)
@@ -90,14 +141,19 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
     sums["elbo_sq"] += float((elbo * elbo * mask_np).sum())
     count += float(mask_np.sum())
     if au_samples:
-      for i, (m_x, m_c) in enumerate(posterior_means(model, params, x, au_samples,
-                                                     jax.random.fold_in(kb, 1))):
+      for i, (m_x, m_c, noise) in enumerate(posterior_means(model, params, x, au_samples,
+                                                            jax.random.fold_in(kb, 1))):
         au_x[i].add(m_x, mask_np)
         au_c[i].add(m_c, mask_np)
-    if iw_samples:
-      chunk = min(iw_chunk, iw_samples)
-      bound = iw_bound_batch(model, params, x, jax.random.fold_in(kb, 2), iw_samples, chunk)
-      sums["iw"] += float((np.asarray(bound, np.float64) * mask_np).sum())
+        au_noise[i].add(noise, mask_np)
+    for k in iw_samples:
+      chunk = math.gcd(k, iw_chunk)
+      bound = iw_bound_batch(model, params, x, jax.random.fold_in(kb, 2), k, chunk)
+      iw_sums[k] += float((np.asarray(bound, np.float64) * mask_np).sum())
+    if mi_paths and mask_np.all():
+      mi = mutual_information_batch(model, params, x, mi_paths, jax.random.fold_in(kb, 3))
+      sums["mi"] += np.asarray(mi, np.float64)
+      sums["mi_n"] += 1
   kl = sums["kl"] / count
   elbo = sums["log_px"] / count - kl.sum()
   out = {"elbo_nats": float(elbo),
@@ -107,9 +163,16 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
          "kl_per_layer_nats": kl.tolist(),
          "num_examples": int(count)}
   if au_samples:
-    out["active_units_x"] = [int((m.variance() > au_threshold).sum()) for m in au_x]
+    var_x = [m.variance() - n.mean() for m, n in zip(au_x, au_noise)]
+    out["active_units_x"] = [int((v > au_threshold).sum()) for v in var_x]
     out["active_units_conditional"] = [int((m.variance() > au_threshold).sum()) for m in au_c]
     out["active_units_samples"] = au_samples
-  if iw_samples:
-    out[f"iw_bound_k{iw_samples}"] = sums["iw"] / count
+  num_pixels = int(np.prod(x.shape[1:]))
+  out["bits_per_dim_elbo"] = -elbo / (num_pixels * math.log(2))
+  for k in iw_samples:
+    out[f"iw_bound_k{k}"] = iw_sums[k] / count
+    out[f"bits_per_dim_k{k}"] = -out[f"iw_bound_k{k}"] / (num_pixels * math.log(2))
+  if sums["mi_n"]:
+    out["mutual_information_nats"] = (sums["mi"] / sums["mi_n"]).tolist()
+    out["mutual_information_paths"] = mi_paths
   return out

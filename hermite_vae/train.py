@@ -154,7 +154,7 @@ def evaluate(model, params, images, config, mesh, key):
   return evaluation.evaluate_dataset(
       model, params, data.eval_batches(images, config.eval_batch_size, mesh), key,
       au_samples=config.au_samples, au_threshold=config.au_threshold,
-      iw_samples=config.eval_iw_samples)
+      iw_samples=config.eval_iw_samples, mi_paths=config.mi_paths)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
