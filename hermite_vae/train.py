@@ -157,6 +157,38 @@ def evaluate(model, params, images, config, mesh, key):
       iw_samples=config.eval_iw_samples, mi_paths=config.mi_paths)
 
 
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a run saved in ``workdir/config.json``."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir!r} is not a training workdir")
+  with open(path) as f:
+    info = json.load(f)
+  config = ml_collections.ConfigDict(info["config"])
+  config.latent_dims = tuple(config.latent_dims)
+  config.hidden_dims = tuple(config.hidden_dims)
+  # Evaluate on what the run trained on (e.g. the embedded digits after a fallback).
+  config.dataset = info["data"]["data_used"]
+  if info["data"]["source"] == "embedded":
+    config.data_source = "embedded"
+  return config
+
+
+def restore_params(workdir: str, config, num_pixels: int, step=None):
+  """(model, params, step) from the latest (or given) checkpoint of ``workdir``."""
+  model = create_model(config, num_pixels)
+  tx = create_optimizer(config)
+  abstract = jax.eval_shape(
+      lambda: create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels))
+  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+  state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  manager.close()
+  return model, state.params, step
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from ``workdir`` if it holds a checkpoint) and evaluates.
 

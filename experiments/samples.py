@@ -1,0 +1,65 @@
+"""Sample and reconstruction grids (PNG) from a trained workdir's original model.
+
+    python experiments/samples.py --workdir=/tmp/hvae --out_dir=/tmp/hvae
+
+Samples: ancestral z_L ~ N(0, I), z_i ~ p(z_i|z_{i+1}), pixel probabilities of p(x|z_1).
+Reconstructions: evaluation images (odd rows) and the probabilities of p(x|z_1) for
+z ~ q(z|x) (even rows).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+import jax
+import numpy as np
+
+from hermite_vae import data, objectives, plots, train
+
+flags.DEFINE_string("workdir", None, "A training workdir.")
+flags.DEFINE_string("out_dir", "", "Where to write samples.png, reconstructions.png.")
+flags.DEFINE_integer("num", 50, "Images per grid.")
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def sample(model, params, key, num):
+  variables = {"params": params}
+  z = jax.random.normal(jax.random.fold_in(key, 0), (num, model.latent_dims[-1]))
+  for i in reversed(range(len(model.latent_dims) - 1)):
+    loc, scale = model.apply(variables, i, z, method=model.generate_layer)
+    z = loc + scale * jax.random.normal(jax.random.fold_in(key, i + 1), loc.shape)
+  return jax.nn.sigmoid(model.apply(variables, z, method=model.decode))
+
+
+def reconstruct(model, params, x, key):
+  path = objectives.encode_path(model, params, x, key)
+  return jax.nn.sigmoid(model.apply({"params": params}, path[0][0], method=model.decode))
+
+
+def main(argv):
+  del argv
+  out_dir = FLAGS.out_dir or FLAGS.workdir
+  config = train.load_run_config(FLAGS.workdir)
+  loaded = data.load(config.dataset, config.data_source, config.data_dir,
+                     config.train_split, config.eval_split)
+  shape = loaded.eval.shape[1:]
+  model, params, step = train.restore_params(FLAGS.workdir, config, int(np.prod(shape)))
+  key = jax.random.PRNGKey(FLAGS.seed)
+  probs = np.asarray(sample(model, params, key, FLAGS.num)).reshape((-1,) + shape)
+  plots.image_grid(probs, os.path.join(out_dir, "samples.png"),
+                   title=f"samples, step {step}")
+  x = loaded.eval[:FLAGS.num // 2].astype(np.float32)
+  rec = np.asarray(reconstruct(model, params, x.reshape(len(x), -1), key)).reshape(x.shape)
+  rows = []
+  for a in range(0, len(x), 10):
+    rows += [x[a:a + 10], rec[a:a + 10]]
+  plots.image_grid(np.concatenate(rows), os.path.join(out_dir, "reconstructions.png"),
+                   title=f"data / reconstruction, step {step}")
+  print(f"wrote {out_dir}/samples.png and reconstructions.png")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,39 @@
+"""Evaluation of a training workdir's latest checkpoint (``experiments/evaluate.py``)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import jax
+import numpy as np
+
+from hermite_vae import data, evaluation, train
+
+
+def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=100,
+                     chunk=500,
+                     max_examples=0, au_samples=100, mi_paths=10, seed=0):
+  """Evaluates the original model of ``workdir`` on ``split`` (default: the run's
+  eval_split): ELBO, L_1, L_100, L_K, active units, I(x; z_i), bits/dim. Writes
+  ``workdir/eval_<split>.json`` and returns the metrics."""
+  config = train.load_run_config(workdir)
+  split = split or config.eval_split
+  loaded = data.load(config.dataset, config.data_source, config.data_dir,
+                     config.train_split, split)
+  images = loaded.eval[:max_examples] if max_examples else loaded.eval
+  num_pixels = int(np.prod(images.shape[1:]))
+  model, params, step = train.restore_params(workdir, config, num_pixels)
+  mesh = train.make_mesh()
+  ks = sorted({1, min(100, num_importance_samples), num_importance_samples})
+  t0 = time.time()
+  result = evaluation.evaluate_dataset(
+      model, params, data.eval_batches(images, batch_size, mesh), jax.random.PRNGKey(seed),
+      au_samples=au_samples, iw_samples=ks, iw_chunk=chunk, mi_paths=mi_paths)
+  result.update(seconds=time.time() - t0, step=step, split=split or loaded.info["eval_split"],
+                data=loaded.info, device=str(jax.devices()[0].platform))
+  name = re.sub(r"[^A-Za-z0-9_.-]+", "_", result["split"])
+  with open(os.path.join(workdir, f"eval_{name}.json"), "w") as f:
+    json.dump(result, f, indent=2, default=str)
+  return result

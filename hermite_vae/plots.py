@@ -1,0 +1,101 @@
+"""The paper's figures from saved results (matplotlib, Agg backend)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
+
+def phase_transition(results: dict, path: str, title: str = "") -> None:
+  """results: {dataset: [row, ...]}, each row with rho, kl_per_layer_nats,
+  active_units_x, active_units_conditional, mutual_information_nats, elbo_nats."""
+  fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+  for name, rows in results.items():
+    rows = sorted(rows, key=lambda r: r["rho"])
+    rho = np.array([r["rho"] for r in rows])
+    top_kl = np.array([r["kl_per_layer_nats"][-1] for r in rows])
+    axes[0].plot(rho, top_kl, "o-", label=name)
+    num_layers = len(rows[0]["kl_per_layer_nats"])
+    for i in range(num_layers):
+      au_x = [r["active_units_x"][i] for r in rows]
+      au_c = [r["active_units_conditional"][i] for r in rows]
+      line, = axes[1].plot(rho, au_x, "o-", label=f"{name} z{i + 1} x-based")
+      axes[1].plot(rho, au_c, "x--", color=line.get_color(), alpha=0.6,
+                   label=f"{name} z{i + 1} conditional")
+      if "mutual_information_nats" in rows[0]:
+        axes[2].plot(rho, [r["mutual_information_nats"][i] for r in rows], "o-",
+                     color=line.get_color(), label=f"{name} z{i + 1}")
+    axes[3].plot(rho, [r["elbo_nats"] for r in rows], "o-", label=name)
+  for ax, label in zip(axes, ["top-layer KL (nats)", "active units (o x-based, x conditional)",
+                              "I(x; z_i) (nats)", "ELBO (nats)"]):
+    ax.set_xlabel("rho")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  axes[1].legend(fontsize=6, ncol=2)
+  axes[2].legend(fontsize=6)
+  fig.suptitle(title or "Phase transition: original model evaluated after training at rho")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def heatmaps(grid: dict, depths, widths, path: str, title: str = "") -> None:
+  """grid[(method, depth, width)] = (x-based total, conditional total, total units)."""
+  methods = sorted({k[0] for k in grid})
+  fig, axes = plt.subplots(2, len(methods), figsize=(4.5 * len(methods), 7.5), squeeze=False)
+  for j, method in enumerate(methods):
+    for row, (kind, idx) in enumerate((("x-based", 0), ("conditional", 1))):
+      frac = np.array([[grid[(method, d, w)][idx] / grid[(method, d, w)][2] for w in widths]
+                       for d in depths])
+      ax = axes[row, j]
+      im = ax.imshow(frac, vmin=0, vmax=1, cmap="viridis", origin="lower")
+      for a, d in enumerate(depths):
+        for b, w in enumerate(widths):
+          ax.text(b, a, f"{grid[(method, d, w)][idx]}/{grid[(method, d, w)][2]}",
+                  ha="center", va="center", color="w", fontsize=8)
+      ax.set_xticks(range(len(widths)), [str(w) for w in widths])
+      ax.set_yticks(range(len(depths)), [str(d) for d in depths])
+      ax.set_xlabel("latent units per layer")
+      ax.set_ylabel("stochastic layers")
+      ax.set_title(f"{method}: active units ({kind})")
+  fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="fraction active")
+  fig.suptitle(title or "Posterior collapse: active units")
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def training_curves(runs: dict, path: str) -> None:
+  """runs[name] = {'elbo': (steps, values), 'top_kl': (steps, values)}."""
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for name, c in runs.items():
+    axes[0].plot(*c["elbo"], label=name)
+    axes[1].plot(*c["top_kl"], label=name)
+  axes[0].set_ylabel("validation ELBO (nats)")
+  axes[1].set_ylabel("top-layer KL (nats)")
+  for ax in axes:
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def image_grid(images: np.ndarray, path: str, ncol: int = 10, title: str = "") -> None:
+  """images: [N, H, W, C] in [0, 1]."""
+  n, h, w, c = images.shape
+  nrow = -(-n // ncol)
+  canvas = np.ones((nrow * (h + 2), ncol * (w + 2), c))
+  for k in range(n):
+    r, q = divmod(k, ncol)
+    canvas[r * (h + 2):r * (h + 2) + h, q * (w + 2):q * (w + 2) + w] = images[k]
+  fig = plt.figure(figsize=(ncol * 0.6, nrow * 0.6 + 0.4))
+  plt.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray", vmin=0, vmax=1)
+  plt.axis("off")
+  if title:
+    plt.title(title, fontsize=9)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)

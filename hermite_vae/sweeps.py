@@ -1,0 +1,100 @@
+"""Helpers shared by the experiment scripts: train-or-collect a run (resumable), and the
+critical-rho estimate of a phase-transition curve."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+from hermite_vae import metrics_io, train
+
+log = logging.getLogger(__name__)
+
+FINAL = "final_eval.json"
+
+
+def train_or_collect(config, workdir: str) -> dict:
+  """Trains ``config`` in ``workdir`` unless it already finished; returns its last eval.
+
+  Interrupted runs resume from their checkpoint, finished ones are read back, so every
+  script built on this is resumable by re-running it.
+  """
+  path = os.path.join(workdir, FINAL)
+  if os.path.exists(path):
+    with open(path) as f:
+      result = json.load(f)
+    if result.get("step") == config.num_train_steps:
+      return result
+  result = dict(train.train_and_evaluate(config, workdir))
+  result["step"] = config.num_train_steps
+  with open(path, "w") as f:
+    json.dump(result, f, indent=2, default=str)
+  return result
+
+
+def curves(workdir: str, split: str, key: str):
+  """(steps, values) of metric ``key`` in ``workdir/metrics.jsonl`` for ``split``."""
+  steps, values = [], []
+  for r in metrics_io.read_metrics(workdir):
+    if r["split"] == split and key in r:
+      steps.append(r["step"])
+      values.append(r[key])
+  return np.asarray(steps), np.asarray(values, dtype=float)
+
+
+def critical_rho(rhos: Sequence[float], values: Sequence[float]) -> dict:
+  """Locates the sharpest change of a curve y(rho).
+
+  ``rho_c``: midpoint of the adjacent pair with the largest |Delta y| (grid estimate);
+  ``jump``: that |Delta y|; ``relative_jump``: jump / range of y;
+  ``slope``: jump / Delta rho (sharpness). With >= 5 points, also a logistic fit
+  y = a + b / (1 + exp((rho - rho_c) / width)): ``rho_c_fit`` and ``width_fit`` (the
+  transition width: smaller = sharper), or None when the fit fails.
+  """
+  order = np.argsort(rhos)
+  r = np.asarray(rhos, float)[order]
+  y = np.asarray(values, float)[order]
+  if len(r) < 2:
+    return {"rho_c": None}
+  dy = np.abs(np.diff(y))
+  j = int(np.argmax(dy))
+  span = float(np.ptp(y)) or 1.0
+  out = {"rho_c": float((r[j] + r[j + 1]) / 2), "interval": [float(r[j]), float(r[j + 1])],
+         "jump": float(dy[j]), "relative_jump": float(dy[j] / span),
+         "slope": float(dy[j] / max(r[j + 1] - r[j], 1e-12)),
+         "rho_c_fit": None, "width_fit": None}
+  if len(r) >= 5:
+    try:
+      from scipy.optimize import curve_fit  # pylint: disable=g-import-not-at-top
+
+      def logistic(x, a, b, c, w):
+        return a + b / (1 + np.exp(np.clip((x - c) / w, -50, 50)))
+
+      sign = 1.0 if y[0] >= y[-1] else -1.0
+      p0 = [y.min() if sign > 0 else y.max(), sign * span, out["rho_c"],
+            max((r[-1] - r[0]) / 20, 1e-3)]
+      params, _ = curve_fit(logistic, r, y, p0=p0, maxfev=20000)
+      if r[0] <= params[2] <= r[-1]:
+        out["rho_c_fit"], out["width_fit"] = float(params[2]), float(abs(params[3]))
+    except Exception:  # pylint: disable=broad-except
+      pass
+  return out
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+  keys = sorted({k for row in rows for k in row})
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=keys)
+    writer.writeheader()
+    for row in rows:
+      writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                       for k, v in row.items()})
+
+
+def fmt_rho(rho: float) -> str:
+  return f"{rho:.4f}".rstrip("0").rstrip(".") if not math.isnan(rho) else "nan"

@@ -1,0 +1,66 @@
+"""Each experiment script end to end at a tiny budget (embedded data, tiny model)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--config=configs/smoke.py", "--config.num_train_steps=2", "--config.log_every=1",
+        "--config.eval_every=2", "--config.checkpoint_every=2", "--config.eval_max_examples=40",
+        "--config.mi_paths=2"]
+
+
+def _run(script, *args):
+  proc = subprocess.run([sys.executable, os.path.join("experiments", script), *args],
+                        cwd=ROOT, capture_output=True, text=True, timeout=900,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc.stdout
+
+
+def test_phase_transition_with_refinement_and_resume(tmp_path):
+  args = ["--workdir", str(tmp_path), *TINY, "--rhos=0.2,0.6,1.0", "--refine_rounds=1",
+          "--refine_points=1"]
+  out = _run("phase_transition.py", *args)
+  result = json.load(open(tmp_path / "phase_transition.json"))
+  rhos = [r["rho"] for r in result["rows"]]
+  assert len(rhos) == 4 and {0.2, 0.6, 1.0} <= set(rhos)   # one refined point
+  row = result["rows"][0]
+  assert len(row["active_units_x"]) == len(row["active_units_conditional"]) == 3
+  assert len(row["mutual_information_nats"]) == 3
+  assert "top_kl" in result["critical_rho"]["mnist_embedded"]
+  assert (tmp_path / "phase_transition.png").stat().st_size > 1000
+  assert (tmp_path / "phase_transition.csv").exists() and "critical rho" in out
+  # Re-running collects the finished runs instead of training again.
+  before = os.path.getmtime(tmp_path / "mnist_embedded" / "rho_0.2" / "metrics.jsonl")
+  _run("phase_transition.py", *args)
+  assert os.path.getmtime(tmp_path / "mnist_embedded" / "rho_0.2" / "metrics.jsonl") == before
+
+
+def test_collapse_grid(tmp_path):
+  _run("collapse_grid.py", "--workdir", str(tmp_path), *TINY, "--depths=2", "--widths=2,3",
+       "--hidden_width=8")
+  rows = json.load(open(tmp_path / "collapse_grid.json"))
+  assert {(r["method"], r["width"]) for r in rows} == {("vae", 2), ("vae", 3), ("hvae", 2),
+                                                       ("hvae", 3)}
+  assert (tmp_path / "collapse_grid.png").stat().st_size > 1000
+
+
+def test_compare_curves_samples_evaluate(tmp_path):
+  out = _run("compare.py", "--workdir", str(tmp_path), *TINY, "--methods=vae,hvae+kl",
+             "--kl_warmup=0,2", "--num_importance_samples=10")
+  table = (tmp_path / "compare.md").read_text()
+  assert "| vae |" in table and "| hvae+kl |" in table and "L10" in table and table in out + "\n"
+  _run("curves.py", f"--workdirs={tmp_path / 'vae'},{tmp_path / 'hvae+kl'}",
+       f"--out={tmp_path / 'curves.png'}")
+  assert (tmp_path / "curves.png").stat().st_size > 1000
+  _run("samples.py", f"--workdir={tmp_path / 'vae'}", "--num=20")
+  assert (tmp_path / "vae" / "samples.png").exists()
+  assert (tmp_path / "vae" / "reconstructions.png").exists()
+  out = _run("evaluate.py", f"--workdir={tmp_path / 'vae'}", "--num_importance_samples=20",
+             "--chunk=10", "--batch_size=40", "--max_examples=40", "--au_samples=3")
+  assert "L_20" in out
+  result = json.load(open(tmp_path / "vae" / "eval_train_4500_.json"))
+  assert result["iw_bound_k20"] >= result["iw_bound_k1"] - 1.0
