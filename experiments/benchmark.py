@@ -1,0 +1,159 @@
+"""Benchmark: training throughput, achieved matmul FLOP/s, memory and compile time of the
+paper's MLP presets for vae, iwae (k = 5) and hvae (n = 1, 5, 10), plus the throughput of
+the L5000 evaluation bound. Not part of the tests.
+
+    python experiments/benchmark.py --out=benchmark.json
+
+The practical limit is a large float32 matmul timed in the same run on the same device;
+each method's achieved FLOP/s counts the matmul FLOPs of its training step (from the
+jaxpr: forward, backward and the OU samples). Step times are medians over ``--repeats``
+timings of ``--steps`` steps after compilation, with a fixed on-device batch (the data
+pipeline draws batches on device too).
+"""
+import functools
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+import jax
+import jax.numpy as jnp
+
+from configs import mnist_mlp, mnist_mlp_64, mnist_mlp_5layer
+from hermite_vae import evaluation, train
+from hermite_vae.flops import matmul_flops
+
+PRESETS = {"mnist_mlp": mnist_mlp, "mnist_mlp_64": mnist_mlp_64,
+           "mnist_mlp_5layer": mnist_mlp_5layer}
+METHODS = {"vae": dict(method="vae"), "iwae5": dict(method="iwae", num_iw_samples=5),
+           "hvae1": dict(method="hvae", num_ou_samples=1),
+           "hvae5": dict(method="hvae", num_ou_samples=5),
+           "hvae10": dict(method="hvae", num_ou_samples=10)}
+
+flags.DEFINE_list("presets", ["mnist_mlp"], f"Model presets: {sorted(PRESETS)}.")
+flags.DEFINE_list("methods", list(METHODS), f"Methods: {list(METHODS)}.")
+flags.DEFINE_integer("batch_size", 100, "Batch size.")
+flags.DEFINE_integer("steps", 100, "Steps per timing.")
+flags.DEFINE_integer("repeats", 5, "Timings per method (the median is reported).")
+flags.DEFINE_integer("eval_k", 5000, "K of the evaluation bound (0: skip).")
+flags.DEFINE_integer("eval_batch", 100, "Examples per evaluation batch.")
+flags.DEFINE_integer("eval_chunk", 500, "IW samples per chunk.")
+flags.DEFINE_integer("matmul_size", 2048, "Size of the reference square matmul.")
+flags.DEFINE_string("out", "benchmark.json", "Output JSON.")
+FLAGS = flags.FLAGS
+
+
+def _median_time(fn, repeats):
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def reference_matmul_flops(n, repeats):
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  mm = jax.jit(lambda a, b: a @ b)
+  jax.block_until_ready(mm(a, b))
+  return 2 * n**3 / _median_time(lambda: mm(a, b), max(repeats, 5))
+
+
+def bench_method(preset, method, batch_size, steps, repeats):
+  c = PRESETS[preset].get_config()
+  c.update(METHODS[method])
+  model = train.create_model(c, 784)
+  tx = train.create_optimizer(c)
+  cfg = train.ObjectiveConfig.from_config(c)
+  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  x = (jax.random.uniform(jax.random.PRNGKey(1), (batch_size, 28, 28, 1)) < 0.3).astype(
+      jnp.float32)
+  key = jax.random.PRNGKey(2)
+  step = functools.partial(train.train_step, model=model, tx=tx, cfg=cfg,
+                           stop_on_nonfinite=True)
+  t0 = time.perf_counter()
+  compiled = jax.jit(step, donate_argnums=0).lower(state, x, key).compile()
+  compile_s = time.perf_counter() - t0
+  flops = matmul_flops(step, state, x, key)
+  mem = compiled.memory_analysis()
+  holder = {"state": state}
+
+  def run():
+    s = holder["state"]
+    for _ in range(steps):
+      s, metrics = compiled(s, x, key)
+    holder["state"] = s
+    return metrics["loss"]
+
+  run()  # warm up
+  step_s = _median_time(run, repeats) / steps
+  out = {"preset": preset, "method": method, "step_ms": step_s * 1e3,
+         "steps_per_sec": 1 / step_s, "examples_per_sec": batch_size / step_s,
+         "matmul_gflop_per_step": flops / 1e9, "achieved_gflops": flops / step_s / 1e9,
+         "compile_s": compile_s}
+  if mem is not None:
+    out["temp_mib"] = mem.temp_size_in_bytes / 2**20
+    out["peak_mib"] = (mem.argument_size_in_bytes + mem.output_size_in_bytes -
+                       mem.alias_size_in_bytes + mem.temp_size_in_bytes) / 2**20
+  return out
+
+
+def bench_eval(preset, k, batch, chunk, repeats):
+  c = PRESETS[preset].get_config()
+  model = train.create_model(c, 784)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)), jax.random.PRNGKey(1))["params"]
+  x = (jax.random.uniform(jax.random.PRNGKey(1), (batch, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  fn = lambda: evaluation.iw_bound_batch(model, params, x, jax.random.PRNGKey(3), k, chunk)
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - t0
+  sec = _median_time(fn, max(1, repeats // 2))
+  return {"preset": preset, "k": k, "examples_per_sec": batch / sec,
+          "seconds_per_10k_examples": 1e4 * sec / batch, "first_call_s": first}
+
+
+def main(argv):
+  del argv
+  peak = reference_matmul_flops(FLAGS.matmul_size, FLAGS.repeats)
+  results = {"device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
+             "num_devices": jax.device_count(), "jax": jax.__version__,
+             "batch_size": FLAGS.batch_size,
+             "reference_matmul_gflops": peak / 1e9, "train": [], "eval": []}
+  print(f"reference {FLAGS.matmul_size}^3 float32 matmul: {peak / 1e9:.1f} GFLOP/s "
+        f"on {results['device']}")
+  header = (f"{'preset':<17}{'method':<8}{'ms/step':>9}{'steps/s':>9}{'ex/s':>9}"
+            f"{'GFLOP/s':>9}{'% peak':>8}{'x vae':>7}{'peak MiB':>10}{'compile s':>10}")
+  print(header)
+  for preset in FLAGS.presets:
+    base = None
+    for method in FLAGS.methods:
+      r = bench_method(preset, method, FLAGS.batch_size, FLAGS.steps, FLAGS.repeats)
+      r["fraction_of_matmul_peak"] = r["achieved_gflops"] * 1e9 / peak
+      if method == "vae":
+        base = r
+      if base is not None:
+        r["time_vs_vae"] = r["step_ms"] / base["step_ms"]
+        if "peak_mib" in r:
+          r["memory_vs_vae"] = r["peak_mib"] / base["peak_mib"]
+      results["train"].append(r)
+      print(f"{preset:<17}{method:<8}{r['step_ms']:>9.2f}{r['steps_per_sec']:>9.1f}"
+            f"{r['examples_per_sec']:>9.0f}{r['achieved_gflops']:>9.1f}"
+            f"{100 * r['fraction_of_matmul_peak']:>7.0f}%{r.get('time_vs_vae', float('nan')):>7.2f}"
+            f"{r.get('peak_mib', float('nan')):>10.1f}{r['compile_s']:>10.1f}")
+    if FLAGS.eval_k:
+      e = bench_eval(preset, FLAGS.eval_k, FLAGS.eval_batch, FLAGS.eval_chunk, FLAGS.repeats)
+      results["eval"].append(e)
+      print(f"{preset}: L{FLAGS.eval_k} bound {e['examples_per_sec']:.1f} examples/s "
+            f"({e['seconds_per_10k_examples'] / 60:.1f} min per 10k examples)")
+  with open(FLAGS.out, "w") as f:
+    json.dump(results, f, indent=2)
+  print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)

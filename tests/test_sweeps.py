@@ -1,0 +1,38 @@
+"""Critical-rho estimation and the matmul FLOP counter."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hermite_vae import smooth, sweeps
+from hermite_vae.flops import matmul_flops
+
+
+def test_critical_rho_on_a_step():
+  rhos = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0]
+  kl = [20.0, 19.5, 19.0, 18.7, 18.4, 0.3, 0.2, 0.1]     # drops between 0.85 and 0.9
+  est = sweeps.critical_rho(rhos, kl)
+  assert est["interval"] == [0.85, 0.9] and abs(est["rho_c"] - 0.875) < 1e-9
+  assert est["relative_jump"] > 0.9
+  assert est["rho_c_fit"] is not None and 0.85 <= est["rho_c_fit"] <= 0.9
+  # Order of the inputs does not matter.
+  assert sweeps.critical_rho(rhos[::-1], kl[::-1])["rho_c"] == est["rho_c"]
+
+
+def test_critical_rho_on_a_smooth_logistic():
+  rhos = np.linspace(0.5, 1.0, 21)
+  y = 10 / (1 + np.exp((rhos - 0.8) / 0.01))
+  est = sweeps.critical_rho(rhos, y)
+  assert abs(est["rho_c_fit"] - 0.8) < 0.005 and est["width_fit"] < 0.03
+
+
+def test_matmul_flops_counts_dense_grad_scan_and_smooth():
+  a, w = jnp.ones((100, 20)), jnp.ones((20, 30))
+  f = 2 * 100 * 20 * 30
+  assert matmul_flops(lambda a, w: a @ w, a, w) == f
+  assert matmul_flops(jax.grad(lambda w: jnp.sum(jnp.tanh(a @ w))), w) == 2 * f
+  scan = lambda xs: jax.lax.scan(lambda c, x: (c, x @ w), 0.0, xs)[1]
+  assert matmul_flops(scan, jnp.ones((7, 100, 20))) == 7 * f
+  # smooth's gradient: the primal (1 matmul) plus, for each of n samples, a forward, a
+  # weight-gradient and an input-gradient matmul — the primal's own backward is skipped.
+  sm = lambda w: jnp.sum(smooth(lambda z: jnp.tanh(z @ w), 0.5, 5)(jax.random.PRNGKey(0), a))
+  assert matmul_flops(jax.grad(sm), w) == (1 + 3 * 5) * f
