@@ -11,34 +11,33 @@ import numpy as np  # pylint: disable=wrong-import-position
 def phase_transition(results: dict, path: str, title: str = "") -> None:
   """results: {dataset: [row, ...]}, each row with rho, kl_per_layer_nats,
   active_units_x, active_units_conditional, mutual_information_nats, elbo_nats."""
-  fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
-  for name, rows in results.items():
+  fig, axes = plt.subplots(1, 5, figsize=(23, 4.2))
+  markers = "osd^v<>"
+  for d, (name, rows) in enumerate(results.items()):
     rows = sorted(rows, key=lambda r: r["rho"])
     rho = np.array([r["rho"] for r in rows])
-    top_kl = np.array([r["kl_per_layer_nats"][-1] for r in rows])
-    axes[0].plot(rho, top_kl, "o-", label=name)
-    num_layers = len(rows[0]["kl_per_layer_nats"])
-    for i in range(num_layers):
-      au_x = [r["active_units_x"][i] for r in rows]
-      au_c = [r["active_units_conditional"][i] for r in rows]
-      line, = axes[1].plot(rho, au_x, "o-", label=f"{name} z{i + 1} x-based")
-      axes[1].plot(rho, au_c, "x--", color=line.get_color(), alpha=0.6,
-                   label=f"{name} z{i + 1} conditional")
+    axes[0].plot(rho, [r["kl_per_layer_nats"][-1] for r in rows], markers[d] + "-", label=name)
+    for i in range(len(rows[0]["kl_per_layer_nats"])):
+      color = f"C{i}"
+      label = f"{name} z{i + 1}"
+      axes[1].plot(rho, [r["active_units_x"][i] for r in rows], markers[d] + "-",
+                   color=color, label=label)
+      axes[2].plot(rho, [r["active_units_conditional"][i] for r in rows], markers[d] + "--",
+                   color=color, label=label)
       if "mutual_information_nats" in rows[0]:
-        axes[2].plot(rho, [r["mutual_information_nats"][i] for r in rows], "o-",
-                     color=line.get_color(), label=f"{name} z{i + 1}")
-    axes[3].plot(rho, [r["elbo_nats"] for r in rows], "o-", label=name)
-  for ax, label in zip(axes, ["top-layer KL (nats)", "active units (o x-based, x conditional)",
-                              "I(x; z_i) (nats)", "ELBO (nats)"]):
+        axes[3].plot(rho, [r["mutual_information_nats"][i] for r in rows], markers[d] + "-",
+                     color=color, label=label)
+    axes[4].plot(rho, [r["elbo_nats"] for r in rows], markers[d] + "-", label=name)
+  labels = ["top-layer KL (nats)", "active units, x-based", "active units, conditional",
+            "I(x; z_i) (nats)", "ELBO (nats)"]
+  for ax, label in zip(axes, labels):
     ax.set_xlabel("rho")
-    ax.set_ylabel(label)
+    ax.set_title(label)
     ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=8)
-  axes[1].legend(fontsize=6, ncol=2)
-  axes[2].legend(fontsize=6)
+    ax.legend(fontsize=6)
   fig.suptitle(title or "Phase transition: original model evaluated after training at rho")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
