@@ -75,7 +75,7 @@ def bench_method(preset, method, batch_size, steps, repeats):
       jnp.float32)
   key = jax.random.PRNGKey(2)
   step = functools.partial(train.train_step, model=model, tx=tx, cfg=cfg,
-                           stop_on_nonfinite=True)
+                           stop_on_nonfinite=True, grad_clip_norm=float(c.grad_clip_norm))
   t0 = time.perf_counter()
   compiled = jax.jit(step, donate_argnums=0).lower(state, x, key).compile()
   compile_s = time.perf_counter() - t0

@@ -85,11 +85,7 @@ def create_optimizer(config) -> optax.GradientTransformation:
     lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
   else:
     lr = config.learning_rate
-  parts = []
-  if config.grad_clip_norm:
-    parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
-  parts.append(optax.adam(lr))
-  return optax.chain(*parts)
+  return optax.adam(lr)  # global-norm clipping happens in train_step (one norm pass)
 
 
 def create_train_state(model, tx, key, num_pixels: int) -> TrainState:
@@ -98,31 +94,43 @@ def create_train_state(model, tx, key, num_pixels: int) -> TrainState:
                     nonfinite_count=jnp.int32(0), first_nonfinite_step=jnp.int32(-1))
 
 
-def _all_finite(tree):
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
+def _global_norm(tree):
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
 
 
 def train_step(state: TrainState, x, base_key, *, model, tx, cfg: ObjectiveConfig,
-               stop_on_nonfinite: bool):
-  """One optimizer step. Pure; jit it with ``donate_argnums=0``."""
+               stop_on_nonfinite: bool, grad_clip_norm: float = 0.0):
+  """One optimizer step. Pure; jit it with ``donate_argnums=0``.
+
+  The gradient's global norm is computed once and serves three purposes: the finiteness
+  test (it is non-finite iff some gradient is), global-norm clipping to
+  ``grad_clip_norm`` (0: off) and the ``grad_norm`` metric. The update runs under
+  ``lax.cond`` on finiteness, so a non-finite step leaves parameters and optimizer state
+  untouched without an extra pass over them.
+  """
   key = jax.random.fold_in(base_key, state.step)
   grad_fn = jax.value_and_grad(objectives.loss_and_metrics, has_aux=True)
   (loss, metrics), grads = grad_fn(state.params, model, x, key, state.step, cfg)
-  updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-  new_params = optax.apply_updates(state.params, updates)
-  ok = jnp.isfinite(loss) & _all_finite(grads)
-  if stop_on_nonfinite:  # after the first bad step nothing moves until the host stops
-    ok = ok & (state.first_nonfinite_step < 0)
-  keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
-  bad = ~(jnp.isfinite(loss) & _all_finite(grads))
+  grad_norm = _global_norm(grads)       # non-finite iff some gradient is
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  ok = finite & (state.first_nonfinite_step < 0) if stop_on_nonfinite else finite
+
+  def update(operands):
+    params, opt_state, grads = operands
+    if grad_clip_norm:
+      factor = jnp.minimum(1.0, grad_clip_norm / grad_norm)
+      grads = jax.tree_util.tree_map(lambda g: g * factor, grads)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  params, opt_state = jax.lax.cond(ok, update, lambda o: (o[0], o[1]),
+                                   (state.params, state.opt_state, grads))
   new_state = TrainState(
-      step=state.step + 1,
-      params=keep(new_params, state.params),
-      opt_state=keep(new_opt_state, state.opt_state),
-      nonfinite_count=state.nonfinite_count + bad.astype(jnp.int32),
-      first_nonfinite_step=jnp.where(bad & (state.first_nonfinite_step < 0), state.step,
+      step=state.step + 1, params=params, opt_state=opt_state,
+      nonfinite_count=state.nonfinite_count + (~finite).astype(jnp.int32),
+      first_nonfinite_step=jnp.where(~finite & (state.first_nonfinite_step < 0), state.step,
                                      state.first_nonfinite_step))
-  metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree_util.tree_leaves(grads)))
+  metrics["grad_norm"] = grad_norm
   return new_state, metrics
 
 
@@ -239,7 +247,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   step_fn = jax.jit(
       functools.partial(train_step, model=model, tx=tx, cfg=cfg,
-                        stop_on_nonfinite=not config.skip_nonfinite),
+                        stop_on_nonfinite=not config.skip_nonfinite,
+                        grad_clip_norm=float(config.grad_clip_norm)),
       donate_argnums=0, out_shardings=(replicated, replicated))
   progress = metrics_io.Progress(config.num_train_steps, start_step,
                                  config.progress_bar and is_chief)

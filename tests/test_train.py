@@ -151,3 +151,33 @@ def test_same_metrics_on_1_and_4_devices(tmp_path, method):
       if k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=2e-5, err_msg=k)
   np.testing.assert_allclose(one["eval"]["elbo_nats"], four["eval"]["elbo_nats"], rtol=2e-5)
+
+
+def test_train_step_clipping_matches_optax_and_skips_nonfinite():
+  import functools
+  import optax
+  from hermite_vae.models.mlp import HierarchicalVAE
+  model = HierarchicalVAE((3, 2), (8, 8), num_pixels=784)
+  cfg = train.ObjectiveConfig.from_config(_config(method="vae"))
+  tx = optax.adam(1e-2)
+  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  x = (jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  key = jax.random.PRNGKey(2)
+  step = functools.partial(train.train_step, model=model, tx=tx, cfg=cfg,
+                           stop_on_nonfinite=True, grad_clip_norm=1.0)
+  new, metrics = jax.jit(step)(state, x, key)
+  assert float(metrics["grad_norm"]) > 1.0   # clipping is active
+  # Reference: optax's own clip_by_global_norm + adam on the same gradient.
+  ref_tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
+  grads = jax.grad(lambda p: objectives.loss_and_metrics(
+      p, model, x, jax.random.fold_in(key, 0), 0, cfg)[0])(state.params)
+  updates, _ = ref_tx.update(grads, ref_tx.init(state.params), state.params)
+  ref = optax.apply_updates(state.params, updates)
+  for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # A non-finite input leaves parameters and optimizer state bit-identical.
+  bad, _ = jax.jit(step)(new, x * jnp.nan, key)
+  for a, b in zip(jax.tree_util.tree_leaves((new.params, new.opt_state)),
+                  jax.tree_util.tree_leaves((bad.params, bad.opt_state))):
+    np.testing.assert_array_equal(a, b)
+  assert int(bad.nonfinite_count) == 1 and int(bad.first_nonfinite_step) == 1
