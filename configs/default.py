@@ -25,6 +25,7 @@ def get_config():
   c.hidden_dims = (200, 200, 200, 200)
   c.deterministic_layers = 2
   c.min_scale = 1e-3
+  c.max_scale = 0.0               # > 0: smooth upper bound on Gaussian scales (0: off)
 
   # Data.
   c.dataset = "binarized_mnist"

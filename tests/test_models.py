@@ -65,3 +65,18 @@ def test_densities():
   zs = loc + scale * eps
   mc = jnp.mean(gaussian_log_prob(zs, loc, scale) - gaussian_log_prob(zs, 0.0, 1.0))
   assert abs(float(kl_to_standard_normal(loc, scale)[0]) - float(mc)) < 0.02
+
+
+def test_scale_bounds():
+  from hermite_vae.models.layers import GaussianLayer
+  h = jnp.linspace(-50, 50, 11)[:, None] * jnp.ones((1, 4))
+  for max_scale in (0.0, 2.0):
+    layer = GaussianLayer((8,), 3, min_scale=1e-3, max_scale=max_scale)
+    params = layer.init(jax.random.PRNGKey(0), h)
+    params = jax.tree_util.tree_map(lambda p: p * 10, params)  # push raw scales far out
+    _, scale = layer.apply(params, h)
+    assert float(scale.min()) >= 1e-3
+    if max_scale:
+      assert float(scale.max()) <= max_scale + 1e-3
+    else:
+      assert float(scale.max()) > 2.0

@@ -31,17 +31,24 @@ class TanhMLP(nn.Module):
 
 
 class GaussianLayer(nn.Module):
-  """h -> (loc, scale) of a diagonal Gaussian over ``latent_dim`` units."""
+  """h -> (loc, scale) of a diagonal Gaussian over ``latent_dim`` units.
+
+  ``max_scale > 0`` bounds the scale smoothly: max_scale * tanh(softplus(raw) / max_scale)
+  (about softplus(raw) well below the bound). Off (0) by default.
+  """
   widths: Sequence[int]
   latent_dim: int
   min_scale: float = 1e-3
+  max_scale: float = 0.0
 
   @nn.compact
   def __call__(self, h):
     h = TanhMLP(self.widths, name="mlp")(h)
     loc = nn.Dense(self.latent_dim, name="loc")(h)
-    scale = jax.nn.softplus(nn.Dense(self.latent_dim, name="scale")(h)) + self.min_scale
-    return loc, scale
+    scale = jax.nn.softplus(nn.Dense(self.latent_dim, name="scale")(h))
+    if self.max_scale:
+      scale = self.max_scale * jnp.tanh(scale / self.max_scale)
+    return loc, scale + self.min_scale
 
 
 class BernoulliLayer(nn.Module):

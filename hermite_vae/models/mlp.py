@@ -29,6 +29,7 @@ class HierarchicalVAE(nn.Module):
   num_pixels: int = 784
   deterministic_layers: int = 2
   min_scale: float = 1e-3
+  max_scale: float = 0.0
 
   def setup(self):
     if len(self.latent_dims) != len(self.hidden_dims):
@@ -39,11 +40,11 @@ class HierarchicalVAE(nn.Module):
     num = len(self.latent_dims)
     self.encoders = [
         GaussianLayer((self.hidden_dims[i],) * depth, self.latent_dims[i], self.min_scale,
-                      name=f"q_z{i + 1}") for i in range(num)]
+                      self.max_scale, name=f"q_z{i + 1}") for i in range(num)]
     # generators[i] is p(z_{i+1} | z_{i+2}) (paper p(z_i|z_{i+1}) with i 1-based).
     self.generators = [
         GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
-                      name=f"p_z{i + 1}") for i in range(num - 1)]
+                      self.max_scale, name=f"p_z{i + 1}") for i in range(num - 1)]
     self.decoder = BernoulliLayer((self.hidden_dims[0],) * depth, self.num_pixels, name="p_x")
 
   @property
