@@ -25,7 +25,12 @@ def get_config():
   c.hidden_dims = (200, 200, 200, 200)
   c.deterministic_layers = 2
   c.min_scale = 1e-3
-  c.max_scale = 0.0               # > 0: smooth upper bound on Gaussian scales (0: off)
+  # Smooth upper bound on every Gaussian scale (0: off). Collapsed intermediate layers
+  # have q(z_i|.) ~ p(z_i|z_{i+1}) whatever their common scale, which then drifts upward
+  # without anchor (to ~24 after 20k steps on MNIST), feeding +-100 inputs to the tanh
+  # layers above and causing loss spikes. Bounding it at 3 removed most spikes and
+  # improved the 20k-step validation ELBO of the 40-40-40-40 HVAE from -138.0 to -118.6.
+  c.max_scale = 3.0
 
   # Data.
   c.dataset = "binarized_mnist"
