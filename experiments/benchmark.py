@@ -117,6 +117,27 @@ def bench_eval(preset, k, batch, chunk, repeats):
           "seconds_per_10k_examples": 1e4 * sec / batch, "first_call_s": first}
 
 
+def markdown(results) -> str:
+  lines = [f"Device: {results['device']} ({results['platform']}, {results['num_devices']} "
+           f"device), JAX {results['jax']}, batch {results['batch_size']}, float32. "
+           f"Reference {FLAGS.matmul_size}³ matmul: "
+           f"{results['reference_matmul_gflops']:.1f} GFLOP/s.", "",
+           "| preset | method | ms/step | steps/s | examples/s | matmul GFLOP/step | "
+           "GFLOP/s | % of matmul peak | time vs vae | peak MiB | memory vs vae | compile s |",
+           "|" + "---|" * 12]
+  for r in results["train"]:
+    lines.append(
+        f"| {r['preset']} | {r['method']} | {r['step_ms']:.2f} | {r['steps_per_sec']:.1f} | "
+        f"{r['examples_per_sec']:.0f} | {r['matmul_gflop_per_step']:.3f} | "
+        f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul_peak']:.0f}% | "
+        f"{r.get('time_vs_vae', float('nan')):.2f} | {r.get('peak_mib', float('nan')):.1f} | "
+        f"{r.get('memory_vs_vae', float('nan')):.2f} | {r['compile_s']:.1f} |")
+  for e in results["eval"]:
+    lines += ["", f"L{e['k']} evaluation bound ({e['preset']}): {e['examples_per_sec']:.1f} "
+              f"examples/s, {e['seconds_per_10k_examples'] / 60:.1f} min per 10,000 examples."]
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   peak = reference_matmul_flops(FLAGS.matmul_size, FLAGS.repeats)
@@ -152,7 +173,11 @@ def main(argv):
             f"({e['seconds_per_10k_examples'] / 60:.1f} min per 10k examples)")
   with open(FLAGS.out, "w") as f:
     json.dump(results, f, indent=2)
-  print(f"wrote {FLAGS.out}")
+  table = markdown(results)
+  with open(os.path.splitext(FLAGS.out)[0] + ".md", "w") as f:
+    f.write(table + "\n")
+  print(table)
+  print(f"wrote {FLAGS.out} and {os.path.splitext(FLAGS.out)[0]}.md")
 
 
 if __name__ == "__main__":

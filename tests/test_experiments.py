@@ -64,3 +64,14 @@ def test_compare_curves_samples_evaluate(tmp_path):
   assert "L_20" in out
   result = json.load(open(tmp_path / "vae" / "eval_train_4500_.json"))
   assert result["iw_bound_k20"] >= result["iw_bound_k1"] - 1.0
+
+
+def test_benchmark_tiny(tmp_path):
+  out = _run("benchmark.py", "--steps=2", "--repeats=1", "--methods=vae,hvae1",
+             "--eval_k=20", "--eval_chunk=10", "--eval_batch=10", "--matmul_size=64",
+             f"--out={tmp_path / 'b.json'}")
+  result = json.load(open(tmp_path / "b.json"))
+  assert [r["method"] for r in result["train"]] == ["vae", "hvae1"]
+  vae, hvae = result["train"]
+  assert hvae["matmul_gflop_per_step"] > vae["matmul_gflop_per_step"] > 0
+  assert "| hvae1 |" in (tmp_path / "b.md").read_text() and "time vs vae" in out
