@@ -42,6 +42,7 @@ def reconstruct(model, params, x, key):
 def main(argv):
   del argv
   out_dir = FLAGS.out_dir or FLAGS.workdir
+  os.makedirs(out_dir, exist_ok=True)
   config = train.load_run_config(FLAGS.workdir)
   loaded = data.load(config.dataset, config.data_source, config.data_dir,
                      config.train_split, config.eval_split)
