@@ -4,7 +4,6 @@ import os
 import pickle
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh
@@ -81,8 +80,6 @@ def test_amat(tmp_path):
 def test_chardata_fortran_order(tmp_path):
   # An image whose pixel (r, c) holds r/27 — Burda's layout stores it column-major.
   img = np.tile(np.arange(28)[:, None] / 27.0, (1, 28))
-  col = img.reshape(784, order="F")  # how chardata.mat stores it (after the transpose)
-  stored = col.reshape(28, 28).reshape(784)  # undo the (-1,28,28)->'F' reshape's inverse
   stored = np.asarray(img.reshape(784, order="F").reshape((28, 28), order="F").reshape(784))
   path = str(tmp_path / "chardata.mat")
   sio.savemat(path, {"data": np.stack([stored] * 3, 1), "testdata": np.stack([stored] * 2, 1)})

@@ -93,7 +93,6 @@ def _constructed_params():
   q(z2|z1): unit 0 copies z1's unit 1 (pure noise: conditionally active, x-inactive),
   unit 1 copies z1's unit 0 (active in both counts)."""
   p = jax.tree_util.tree_map(jnp.zeros_like, PARAMS)
-  p = jax.tree_util.tree_map(lambda a: a, p)
 
   def set_layer(name, pick):
     # mlp: two tanh layers of width 8; route input unit j -> hidden j -> hidden j, small

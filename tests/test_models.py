@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import default, mnist_mlp, mnist_mlp_5layer, mnist_mlp_64
+from configs import mnist_mlp, mnist_mlp_5layer, mnist_mlp_64
 from hermite_vae.models.layers import gaussian_log_prob, gaussian_log_prob_ratio, kl_to_standard_normal
 from hermite_vae.models.mlp import HierarchicalVAE, count_params
 from hermite_vae import train

@@ -48,13 +48,11 @@ def test_end_to_end(tmp_path, method, extra):
 def test_hvae_training_loss_is_original_elbo(tmp_path):
   # Same seed, same data: the first logged training ELBO of hvae (computed before any
   # update) equals the vae's, since smoothing changes gradients only.
-  c = _config(log_every=1, num_train_steps=1, eval_every=1)
   train.train_and_evaluate(_config(method="vae", log_every=1, num_train_steps=1), str(tmp_path / "v"))
   train.train_and_evaluate(_config(method="hvae", log_every=1, num_train_steps=1), str(tmp_path / "h"))
   v = metrics_io.read_metrics(str(tmp_path / "v"))[0]
   h = metrics_io.read_metrics(str(tmp_path / "h"))[0]
   assert v["elbo_nats"] == h["elbo_nats"] and v["kl_per_layer_nats"] == h["kl_per_layer_nats"]
-  del c
 
 
 @pytest.mark.parametrize("key,value,match", [

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-from typing import Optional
 
 import numpy as np
 
@@ -51,14 +50,18 @@ def network_reachable(timeout: float = 3.0) -> bool:
   return False
 
 
+def _needed_splits(split_specs) -> list[str]:
+  """The base split names read by a set of split specs ('train[:10]+test' -> train, test)."""
+  return sorted({s for sp in split_specs for s in splits_lib.split_names(sp)})
+
+
 def load_from_files(spec, data_dir, split_specs) -> dict[str, np.ndarray]:
   if not data_dir:
     raise DataUnavailableError(
         f"source=files needs config.data_dir: a directory holding the {spec.name} files "
         f"{_expected_files(spec)}.")
-  needed = sorted({s for sp in split_specs for s in splits_lib.split_names(sp)})
   arrays = {}
-  for split in needed:
+  for split in _needed_splits(split_specs):
     if split not in spec.files:
       raise ValueError(f"Dataset {spec.name!r} has no split {split!r} in files "
                        f"(available: {sorted(spec.files)}).")
@@ -78,8 +81,8 @@ def _expected_files(spec):
 def files_present(spec, data_dir, split_specs) -> bool:
   if not data_dir or not spec.files:
     return False
-  needed = {s for sp in split_specs for s in splits_lib.split_names(sp)}
-  return all(registry.find_file(spec, data_dir, s) is not None for s in needed)
+  return all(registry.find_file(spec, data_dir, s) is not None
+             for s in _needed_splits(split_specs))
 
 
 def _tfds_read(spec, data_dir, split, download):
@@ -117,8 +120,8 @@ def load_from_tfds(spec, data_dir, split_specs, probe_timeout) -> dict[str, np.n
         f"TFDS dataset {spec.tfds_name!r} is not prepared in data_dir={data_dir!r} and the "
         f"network is unreachable (no answer from {TFDS_PROBE_HOSTS[0][0]} within "
         f"{probe_timeout}s). Use source=files with a local copy ({spec.where_to_get}).")
-  needed = sorted({s for sp in split_specs for s in splits_lib.split_names(sp)})
-  return {split: _tfds_read(spec, data_dir, split, download) for split in needed}
+  return {split: _tfds_read(spec, data_dir, split, download)
+          for split in _needed_splits(split_specs)}
 
 
 def load_embedded() -> dict[str, np.ndarray]:
