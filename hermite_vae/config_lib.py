@@ -26,7 +26,7 @@ def validate(config) -> None:
     _fail("smooth_target", c.smooth_target, f"expected one of {objectives.SMOOTH_TARGETS}")
   for key in ("num_ou_samples", "num_iw_samples", "batch_size", "num_train_steps",
               "log_every", "eval_every", "checkpoint_every", "eval_batch_size",
-              "deterministic_layers", "keep_checkpoints"):
+              "deterministic_layers", "keep_checkpoints", "steps_per_dispatch"):
     value = c[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(key, value, "must be an integer >= 1")

@@ -1,36 +1,83 @@
-"""Counting the matmul FLOPs of a JAX function from its jaxpr (dot_general ops, including
-those inside jit, custom_vjp, scan and cond), for achieved-FLOP/s measurements."""
+"""The matmuls of a JAX function, read from its jaxpr (dot_general ops, including those
+inside jit, custom_vjp, scan and cond): their FLOP count for achieved-FLOP/s measurements,
+and their shapes, so that a benchmark can time the same matmuls alone."""
 from __future__ import annotations
 
+import collections
 import math
+from typing import NamedTuple
 
 import jax
 from jax.extend import core as jex_core
 
 
-def _dot_flops(eqn) -> int:
+class DotOp(NamedTuple):
+  """One dot_general of a jaxpr: operand shapes/dtypes and its static parameters."""
+  lhs: jax.ShapeDtypeStruct
+  rhs: jax.ShapeDtypeStruct
+  dimension_numbers: tuple
+  preferred_element_type: object
+
+  @property
+  def flops(self) -> int:
+    (lhs_contract, _), _ = self.dimension_numbers
+    contract = math.prod(self.lhs.shape[d] for d in lhs_contract)
+    out = jax.eval_shape(lambda a, b: jax.lax.dot_general(a, b, self.dimension_numbers),
+                         self.lhs, self.rhs)
+    return 2 * math.prod(out.shape) * contract
+
+
+def _op(eqn) -> DotOp:
   lhs, rhs = (v.aval for v in eqn.invars[:2])
-  (lhs_contract, _), (lhs_batch, _) = eqn.params["dimension_numbers"]
-  contract = math.prod(lhs.shape[d] for d in lhs_contract)
-  out = math.prod(eqn.outvars[0].aval.shape)
-  return 2 * out * contract
+  dn = eqn.params["dimension_numbers"]
+  dn = tuple(tuple(tuple(d) for d in pair) for pair in dn)
+  return DotOp(jax.ShapeDtypeStruct(lhs.shape, lhs.dtype),
+               jax.ShapeDtypeStruct(rhs.shape, rhs.dtype), dn,
+               eqn.params.get("preferred_element_type"))
 
 
-def _jaxpr_flops(jaxpr) -> int:
-  total = 0
+def _collect(jaxpr, mult: int, counts: collections.Counter) -> None:
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == "dot_general":
-      total += _dot_flops(eqn)
-    mult = eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1
+      counts[_op(eqn)] += mult
+    inner = mult * (eqn.params.get("length", 1) if eqn.primitive.name == "scan" else 1)
     for param in eqn.params.values():
       for sub in (param if isinstance(param, (list, tuple)) else (param,)):
         if isinstance(sub, jex_core.ClosedJaxpr):
-          total += mult * _jaxpr_flops(sub.jaxpr)
+          _collect(sub.jaxpr, inner, counts)
         elif isinstance(sub, jex_core.Jaxpr):
-          total += mult * _jaxpr_flops(sub)
-  return total
+          _collect(sub, inner, counts)
+
+
+def matmul_ops(fn, *args, **kwargs) -> collections.Counter:
+  """``Counter[DotOp -> number of executions]`` of one call of ``fn(*args, **kwargs)``.
+
+  Both branches of a ``cond`` are counted (an upper bound where one is not taken)."""
+  counts = collections.Counter()
+  _collect(jax.make_jaxpr(fn)(*args, **kwargs).jaxpr, 1, counts)
+  return counts
 
 
 def matmul_flops(fn, *args, **kwargs) -> int:
   """Matmul FLOPs (2 x multiply-adds) of one call of ``fn(*args, **kwargs)``."""
-  return _jaxpr_flops(jax.make_jaxpr(fn)(*args, **kwargs).jaxpr)
+  return sum(op.flops * n for op, n in matmul_ops(fn, *args, **kwargs).items())
+
+
+def matmuls_alone(ops: collections.Counter, key=None):
+  """``(fn, operands)``: ``fn(operands)`` runs every matmul of ``ops`` (as often as it is
+  counted, each on its own random operands, all results returned) and nothing else: the
+  time the same matmuls need without the rest of the computation."""
+  key = jax.random.PRNGKey(0) if key is None else key
+  flat = [op for op, n in ops.items() for _ in range(n)]
+  operands = []
+  for i, op in enumerate(flat):
+    k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+    operands.append((jax.random.normal(k1, op.lhs.shape, op.lhs.dtype),
+                     jax.random.normal(k2, op.rhs.shape, op.rhs.dtype)))
+
+  def fn(operands):
+    return [jax.lax.dot_general(a, b, op.dimension_numbers,
+                                preferred_element_type=op.preferred_element_type)
+            for (a, b), op in zip(operands, flat)]
+
+  return jax.jit(fn), operands

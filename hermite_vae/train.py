@@ -134,6 +134,22 @@ def train_step(state: TrainState, x, base_key, *, model, tx, cfg: ObjectiveConfi
   return new_state, metrics
 
 
+def train_steps(state: TrainState, xs, base_key, **step_kwargs):
+  """``len(xs)`` optimizer steps in one dispatch: ``lax.scan`` of :func:`train_step` over
+  the stacked batches ``xs`` ([k, B, ...]). Same arithmetic as k calls of ``train_step``;
+  the metrics come back stacked ([k, ...]). Jit it with ``donate_argnums=0``."""
+  return jax.lax.scan(lambda s, x: train_step(s, x, base_key, **step_kwargs), state, xs)
+
+
+def _steps_until_boundary(step: int, config) -> int:
+  """Steps to run from ``step`` in one dispatch: at most ``steps_per_dispatch``, ending on
+  the next log, eval or checkpoint step (so chunking never changes what is recorded)."""
+  k = min(config.steps_per_dispatch, config.num_train_steps - step)
+  for every in (config.log_every, config.eval_every, config.checkpoint_every):
+    k = min(k, every - step % every)
+  return k
+
+
 def _check_finite(state: TrainState, skip: bool):
   count = int(jax.device_get(state.nonfinite_count))
   if count and not skip:
@@ -245,26 +261,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   log.info("Model %s with %d parameters; data %s", config.latent_dims,
                run_info["num_params"], loaded.info)
 
-  step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, cfg=cfg,
+  steps_fn = jax.jit(
+      functools.partial(train_steps, model=model, tx=tx, cfg=cfg,
                         stop_on_nonfinite=not config.skip_nonfinite,
                         grad_clip_norm=float(config.grad_clip_norm)),
       donate_argnums=0, out_shardings=(replicated, replicated))
   progress = metrics_io.Progress(config.num_train_steps, start_step,
                                  config.progress_bar and is_chief)
   pending, t_last, last_eval = [], time.time(), {}
+  done = start_step
   try:
-    for step in range(start_step, config.num_train_steps):
-      x = train_batches(step)
-      state, metrics = step_fn(state, x, train_key)
+    while done < config.num_train_steps:
+      k = _steps_until_boundary(done, config)
+      state, metrics = steps_fn(state, train_batches.stack(done, k), train_key)
       pending.append(metrics)
-      done = step + 1
+      done += k
       if done % config.log_every == 0 or done == config.num_train_steps:
         skipped = _check_finite(state, config.skip_nonfinite)
-        summary = jax.tree_util.tree_map(lambda *v: np.mean(np.stack(v), axis=0),
+        summary = jax.tree_util.tree_map(lambda *v: np.mean(np.concatenate(v), axis=0),
                                          *jax.device_get(pending))
         now = time.time()
-        summary["steps_per_sec"] = len(pending) / max(now - t_last, 1e-9)
+        num_steps = sum(len(m["loss"]) for m in pending)
+        summary["steps_per_sec"] = num_steps / max(now - t_last, 1e-9)
         summary["skipped_nonfinite"] = skipped
         pending, t_last = [], now
         writer.write(done, "train", summary)

@@ -216,6 +216,19 @@ def test_train_batches_epochs_are_permutations():
   assert not np.array_equal(epoch0, epoch1)
 
 
+@pytest.mark.parametrize("binarization", ["none", "dynamic"])
+def test_stacked_batches_equal_single_steps_across_epochs(binarization):
+  x = np.arange(40, dtype=np.uint8).reshape(40, 1, 1, 1) * 6
+  tb = batches.TrainBatches(x, 10, binarization, seed=1, mesh=_mesh())  # 4 steps/epoch
+  stacked = np.asarray(tb.stack(2, 7))                                  # epochs 0, 1, 2
+  assert stacked.shape == (7, 10, 1, 1, 1)
+  single = batches.TrainBatches(x, 10, binarization, seed=1, mesh=_mesh())
+  for i in range(7):
+    np.testing.assert_array_equal(stacked[i], np.asarray(single(2 + i)))
+  if binarization == "none":  # steps 4..7 are exactly epoch 1
+    assert sorted(stacked[2:6].ravel() // 6) == list(range(40))
+
+
 def test_eval_batches_cover_every_example_once():
   x = np.arange(25, dtype=np.uint8).reshape(25, 1, 1, 1)
   got = []

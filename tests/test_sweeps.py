@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hermite_vae import smooth, sweeps
-from hermite_vae.flops import matmul_flops
+from hermite_vae.flops import matmul_flops, matmul_ops, matmuls_alone
 
 
 def test_critical_rho_on_a_step():
@@ -36,3 +36,17 @@ def test_matmul_flops_counts_dense_grad_scan_and_smooth():
   # weight-gradient and an input-gradient matmul — the primal's own backward is skipped.
   sm = lambda w: jnp.sum(smooth(lambda z: jnp.tanh(z @ w), 0.5, 5)(jax.random.PRNGKey(0), a))
   assert matmul_flops(jax.grad(sm), w) == (1 + 3 * 5) * f
+
+
+def test_matmuls_alone_runs_the_same_matmuls():
+  a, w = jnp.ones((100, 20)), jnp.ones((20, 30))
+  grad = jax.grad(lambda w: jnp.sum(jnp.tanh(a @ w)))   # forward a@w, backward a^T g
+  ops = matmul_ops(grad, w)
+  assert sum(ops.values()) == 2
+  fn, operands = matmuls_alone(ops)
+  outs = fn(operands)
+  assert sorted(o.size for o in outs) == [20 * 30, 100 * 30]   # dW (maybe transposed), a@w
+  (a0, b0), op0 = operands[0], list(ops)[0]
+  np.testing.assert_allclose(outs[0], jax.lax.dot_general(a0, b0, op0.dimension_numbers),
+                             rtol=1e-6)
+  assert sum(op.flops * n for op, n in ops.items()) == matmul_flops(grad, w)

@@ -79,21 +79,57 @@ def test_exact_resume_after_kill(tmp_path, monkeypatch):
 
   # A run killed at step 6 (after the checkpoint at step 4), then restarted.
   killed = str(tmp_path / "killed")
-  original = train.data.TrainBatches.__call__
+  original = train.data.TrainBatches.stack
 
-  def dying(self, step):
-    if step == 6:
+  def dying(self, step, k):
+    if step <= 6 < step + k:
       raise KeyboardInterrupt("killed")
-    return original(self, step)
+    return original(self, step, k)
 
-  monkeypatch.setattr(train.data.TrainBatches, "__call__", dying)
+  monkeypatch.setattr(train.data.TrainBatches, "stack", dying)
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(cfg, killed)
-  monkeypatch.setattr(train.data.TrainBatches, "__call__", original)
+  monkeypatch.setattr(train.data.TrainBatches, "stack", original)
   train.train_and_evaluate(cfg, killed)
 
   strip = lambda rs: [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in rs]
   assert strip(metrics_io.read_metrics(full)) == strip(metrics_io.read_metrics(killed))
+
+
+def test_steps_per_dispatch_does_not_change_results(tmp_path):
+  records = []
+  for k in (1, 4):
+    cfg = _config(method="hvae", num_train_steps=9, log_every=3, eval_every=9,
+                  checkpoint_every=9, steps_per_dispatch=k)
+    train.train_and_evaluate(cfg, str(tmp_path / str(k)))
+    records.append([r for r in metrics_io.read_metrics(str(tmp_path / str(k)))])
+  one, four = records
+  assert [r["step"] for r in one] == [r["step"] for r in four] == [3, 6, 9, 9]
+  for a, b in zip(one, four):
+    for key in ("elbo_nats", "loss", "grad_norm"):
+      if key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+
+
+def test_train_steps_scan_equals_repeated_train_step():
+  import functools
+  import optax
+  from hermite_vae.models.mlp import HierarchicalVAE
+  model = HierarchicalVAE((3, 2), (8, 8), num_pixels=784)
+  cfg = train.ObjectiveConfig.from_config(_config(method="hvae"))
+  tx = optax.adam(1e-2)
+  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  xs = (jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  kwargs = dict(model=model, tx=tx, cfg=cfg, stop_on_nonfinite=True, grad_clip_norm=1.0)
+  key = jax.random.PRNGKey(2)
+  scanned, metrics = jax.jit(functools.partial(train.train_steps, **kwargs))(state, xs, key)
+  step = jax.jit(functools.partial(train.train_step, **kwargs))
+  for i in range(5):
+    state, m = step(state, xs[i], key)
+    np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-5)
+  assert int(scanned.step) == int(state.step) == 5
+  for a, b in zip(jax.tree_util.tree_leaves(scanned), jax.tree_util.tree_leaves(state)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_nonfinite_loss_stops_and_names_step(tmp_path, monkeypatch):

@@ -42,8 +42,13 @@ def _process_share(n, num_processes, index):
 
 
 class TrainBatches:
-  """Draws training batches on device. ``batches(step) -> float32 [B, H, W, C]`` sharded
-  along the mesh's ``data`` axis."""
+  """Draws training batches on device, sharded along the mesh's ``data`` axis.
+
+  ``batches(step) -> float32 [B, H, W, C]``, the batch of one step;
+  ``batches.stack(step, k) -> float32 [k, B, H, W, C]``, the batches of steps
+  ``step .. step + k - 1`` (bit-equal to ``k`` single calls), for training loops that run
+  several steps per dispatch.
+  """
 
   def __init__(self, images: np.ndarray, batch_size: int, binarization: str, seed: int,
                mesh: Mesh):
@@ -62,15 +67,18 @@ class TrainBatches:
     self._key = jax.random.fold_in(jax.random.PRNGKey(seed), proc)
     local_mesh = Mesh(np.array(mesh.local_devices), ("data",))
     self._replicated = NamedSharding(local_mesh, P())
-    self._local_sharding = NamedSharding(local_mesh, P("data"))
-    self._global_sharding = NamedSharding(mesh, P("data"))
+    self._local_sharding = NamedSharding(local_mesh, P(None, "data"))
+    self._global_sharding = NamedSharding(mesh, P(None, "data"))
     self.images = jax.device_put(images[lo:hi], self._replicated)
     self._epoch, self._perm = None, None
+    draw = functools.partial(_draw_batch, batch=self.local_batch,
+                             steps_per_epoch=self.steps_per_epoch,
+                             dynamic=binarization == "dynamic")
+    # Draws `length` consecutive batches of one epoch: [length, local_batch, ...].
     self._draw = jax.jit(
-        functools.partial(_draw_batch, batch=self.local_batch,
-                          steps_per_epoch=self.steps_per_epoch,
-                          dynamic=binarization == "dynamic"),
-        out_shardings=self._local_sharding)
+        lambda images, perm, key, start, length: jax.vmap(
+            lambda step: draw(images, perm, key, step))(start + jnp.arange(length)),
+        static_argnums=4, out_shardings=self._local_sharding)
     self._permute = jax.jit(lambda key, epoch: jax.random.permutation(
         jax.random.fold_in(key, epoch), self.images.shape[0]),
                             out_shardings=self._replicated)
@@ -81,8 +89,20 @@ class TrainBatches:
     return self._perm
 
   def __call__(self, step: int):
-    perm = self.permutation(step // self.steps_per_epoch)
-    local = self._draw(self.images, perm, self._key, step)
+    return self.stack(step, 1)[0]
+
+  def stack(self, step: int, k: int):
+    """The batches of steps ``step .. step + k - 1``, stacked: ``[k, B, H, W, C]``."""
+    if k < 1:
+      raise ValueError(f"k={k} must be >= 1")
+    parts, start = [], step
+    while start < step + k:  # one draw per epoch the steps fall in
+      epoch = start // self.steps_per_epoch
+      end = min(step + k, (epoch + 1) * self.steps_per_epoch)
+      parts.append(self._draw(self.images, self.permutation(epoch), self._key,
+                              jnp.int32(start), end - start))
+      start = end
+    local = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     if jax.process_count() == 1:
       return local
     return jax.make_array_from_process_local_data(self._global_sharding, local)
