@@ -6,9 +6,14 @@ the L5000 evaluation bound. Not part of the tests.
 
 The practical limit is a large float32 matmul timed in the same run on the same device;
 each method's achieved FLOP/s counts the matmul FLOPs of its training step (from the
-jaxpr: forward, backward and the OU samples). Step times are medians over ``--repeats``
-timings of ``--steps`` steps after compilation, with a fixed on-device batch (the data
-pipeline draws batches on device too).
+jaxpr: forward, backward and the OU samples). A second, shape-aware limit is the time the
+step's own matmuls take alone (same shapes and count, nothing else, one executable): the
+step cannot be faster than that on this device and library, whatever the overhead.
+
+Step times are medians over ``--repeats`` timings of ``--steps`` steps after compilation,
+with fixed on-device batches (the data pipeline draws batches on device too), for each
+``--steps_per_dispatch`` value (1: one jitted step per call; k: ``train.train_steps``,
+a lax.scan over k steps, as the training loop runs with ``config.steps_per_dispatch``).
 """
 import functools
 import json
@@ -25,7 +30,7 @@ import jax.numpy as jnp
 
 from configs import mnist_mlp, mnist_mlp_64, mnist_mlp_5layer
 from hermite_vae import evaluation, train
-from hermite_vae.flops import matmul_flops
+from hermite_vae.flops import matmul_ops, matmuls_alone
 
 PRESETS = {"mnist_mlp": mnist_mlp, "mnist_mlp_64": mnist_mlp_64,
            "mnist_mlp_5layer": mnist_mlp_5layer}
@@ -38,6 +43,8 @@ flags.DEFINE_list("presets", ["mnist_mlp"], f"Model presets: {sorted(PRESETS)}."
 flags.DEFINE_list("methods", list(METHODS), f"Methods: {list(METHODS)}.")
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_integer("steps", 100, "Steps per timing.")
+flags.DEFINE_list("steps_per_dispatch", ["1", "10"], "Steps per dispatch to time (each divides "
+                  "--steps).")
 flags.DEFINE_integer("repeats", 5, "Timings per method (the median is reported).")
 flags.DEFINE_integer("eval_k", 5000, "K of the evaluation bound (0: skip).")
 flags.DEFINE_integer("eval_batch", 100, "Examples per evaluation batch.")
@@ -64,43 +71,75 @@ def reference_matmul_flops(n, repeats):
   return 2 * n**3 / _median_time(lambda: mm(a, b), max(repeats, 5))
 
 
-def bench_method(preset, method, batch_size, steps, repeats):
+def _setup(preset, method, batch_size):
   c = PRESETS[preset].get_config()
   c.update(METHODS[method])
   model = train.create_model(c, 784)
   tx = train.create_optimizer(c)
   cfg = train.ObjectiveConfig.from_config(c)
   state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
-  x = (jax.random.uniform(jax.random.PRNGKey(1), (batch_size, 28, 28, 1)) < 0.3).astype(
+  kwargs = dict(model=model, tx=tx, cfg=cfg, stop_on_nonfinite=True,
+                grad_clip_norm=float(c.grad_clip_norm))
+  return state, kwargs
+
+
+def matmul_limit(preset, method, batch_size, repeats):
+  """(matmul FLOPs, seconds) of one training step's matmuls, run alone."""
+  state, kwargs = _setup(preset, method, batch_size)
+  x = jnp.zeros((batch_size, 28, 28, 1), jnp.float32)
+  ops = matmul_ops(functools.partial(train.train_step, **kwargs), state, x,
+                   jax.random.PRNGKey(2))
+  fn, operands = matmuls_alone(ops)
+  jax.block_until_ready(fn(operands))
+  inner = 20
+  seconds = _median_time(lambda: [fn(operands) for _ in range(inner)][-1], repeats) / inner
+  return sum(op.flops * n for op, n in ops.items()), seconds
+
+
+def prepare_method(preset, method, batch_size, steps, k):
+  """Compiles a training step with k steps per dispatch (k = 1: a jitted train_step).
+
+  Returns (info, run): ``run()`` executes ``steps`` steps and blocks on the result."""
+  state, kwargs = _setup(preset, method, batch_size)
+  xs = (jax.random.uniform(jax.random.PRNGKey(1), (k, batch_size, 28, 28, 1)) < 0.3).astype(
       jnp.float32)
   key = jax.random.PRNGKey(2)
-  step = functools.partial(train.train_step, model=model, tx=tx, cfg=cfg,
-                           stop_on_nonfinite=True, grad_clip_norm=float(c.grad_clip_norm))
+  if k == 1:
+    fn, data = functools.partial(train.train_step, **kwargs), xs[0]
+  else:
+    fn, data = functools.partial(train.train_steps, **kwargs), xs
   t0 = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=0).lower(state, x, key).compile()
-  compile_s = time.perf_counter() - t0
-  flops = matmul_flops(step, state, x, key)
+  compiled = jax.jit(fn, donate_argnums=0).lower(state, data, key).compile()
+  info = {"preset": preset, "method": method, "steps_per_dispatch": k,
+          "compile_s": time.perf_counter() - t0}
   mem = compiled.memory_analysis()
+  if mem is not None:
+    info["temp_mib"] = mem.temp_size_in_bytes / 2**20
+    info["peak_mib"] = (mem.argument_size_in_bytes + mem.output_size_in_bytes -
+                        mem.alias_size_in_bytes + mem.temp_size_in_bytes) / 2**20
   holder = {"state": state}
 
   def run():
     s = holder["state"]
-    for _ in range(steps):
-      s, metrics = compiled(s, x, key)
+    for _ in range(steps // k):
+      s, metrics = compiled(s, data, key)
     holder["state"] = s
-    return metrics["loss"]
+    return jax.block_until_ready(metrics["loss"])
 
   run()  # warm up
-  step_s = _median_time(run, repeats) / steps
-  out = {"preset": preset, "method": method, "step_ms": step_s * 1e3,
-         "steps_per_sec": 1 / step_s, "examples_per_sec": batch_size / step_s,
-         "matmul_gflop_per_step": flops / 1e9, "achieved_gflops": flops / step_s / 1e9,
-         "compile_s": compile_s}
-  if mem is not None:
-    out["temp_mib"] = mem.temp_size_in_bytes / 2**20
-    out["peak_mib"] = (mem.argument_size_in_bytes + mem.output_size_in_bytes -
-                       mem.alias_size_in_bytes + mem.temp_size_in_bytes) / 2**20
-  return out
+  return info, run
+
+
+def time_interleaved(runs, repeats):
+  """Median seconds of each run, timed round-robin so that drifts of a shared machine
+  affect every configuration alike."""
+  times = [[] for _ in runs]
+  for _ in range(repeats):
+    for i, run in enumerate(runs):
+      t0 = time.perf_counter()
+      run()
+      times[i].append(time.perf_counter() - t0)
+  return [statistics.median(t) for t in times]
 
 
 def bench_eval(preset, k, batch, chunk, repeats):
@@ -121,17 +160,22 @@ def markdown(results) -> str:
   lines = [f"Device: {results['device']} ({results['platform']}, {results['num_devices']} "
            f"device), JAX {results['jax']}, batch {results['batch_size']}, float32. "
            f"Reference {FLAGS.matmul_size}³ matmul: "
-           f"{results['reference_matmul_gflops']:.1f} GFLOP/s.", "",
-           "| preset | method | ms/step | steps/s | examples/s | matmul GFLOP/step | "
-           "GFLOP/s | % of matmul peak | time vs vae | peak MiB | memory vs vae | compile s |",
-           "|" + "---|" * 12]
+           f"{results['reference_matmul_gflops']:.1f} GFLOP/s. 'matmuls alone': the step's "
+           "own matmuls run without anything else.", "",
+           "| preset | method | steps/dispatch | ms/step | steps/s | examples/s | "
+           "matmul GFLOP/step | GFLOP/s | % of matmul peak | time vs vae | matmuls alone ms | "
+           "step / matmuls alone | peak MiB | memory vs vae | compile s |",
+           "|" + "---|" * 15]
+  nan = float("nan")
   for r in results["train"]:
     lines.append(
-        f"| {r['preset']} | {r['method']} | {r['step_ms']:.2f} | {r['steps_per_sec']:.1f} | "
-        f"{r['examples_per_sec']:.0f} | {r['matmul_gflop_per_step']:.3f} | "
-        f"{r['achieved_gflops']:.1f} | {100 * r['fraction_of_matmul_peak']:.0f}% | "
-        f"{r.get('time_vs_vae', float('nan')):.2f} | {r.get('peak_mib', float('nan')):.1f} | "
-        f"{r.get('memory_vs_vae', float('nan')):.2f} | {r['compile_s']:.1f} |")
+        f"| {r['preset']} | {r['method']} | {r['steps_per_dispatch']} | {r['step_ms']:.2f} | "
+        f"{r['steps_per_sec']:.1f} | {r['examples_per_sec']:.0f} | "
+        f"{r['matmul_gflop_per_step']:.3f} | {r['achieved_gflops']:.1f} | "
+        f"{100 * r['fraction_of_matmul_peak']:.0f}% | {r.get('time_vs_vae', nan):.2f} | "
+        f"{r['matmuls_alone_ms']:.2f} | {r['step_ms'] / r['matmuls_alone_ms']:.2f} | "
+        f"{r.get('peak_mib', nan):.1f} | {r.get('memory_vs_vae', nan):.2f} | "
+        f"{r['compile_s']:.1f} |")
   for e in results["eval"]:
     lines += ["", f"L{e['k']} evaluation bound ({e['preset']}): {e['examples_per_sec']:.1f} "
               f"examples/s, {e['seconds_per_10k_examples'] / 60:.1f} min per 10,000 examples."]
@@ -140,6 +184,10 @@ def markdown(results) -> str:
 
 def main(argv):
   del argv
+  for k in FLAGS.steps_per_dispatch:
+    if not k.isdigit() or int(k) < 1 or FLAGS.steps % int(k):
+      raise app.UsageError(f"--steps_per_dispatch={k}: each value must be a positive "
+                           f"integer dividing --steps={FLAGS.steps}")
   peak = reference_matmul_flops(FLAGS.matmul_size, FLAGS.repeats)
   results = {"device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
              "num_devices": jax.device_count(), "jax": jax.__version__,
@@ -147,25 +195,42 @@ def main(argv):
              "reference_matmul_gflops": peak / 1e9, "train": [], "eval": []}
   print(f"reference {FLAGS.matmul_size}^3 float32 matmul: {peak / 1e9:.1f} GFLOP/s "
         f"on {results['device']}")
-  header = (f"{'preset':<17}{'method':<8}{'ms/step':>9}{'steps/s':>9}{'ex/s':>9}"
-            f"{'GFLOP/s':>9}{'% peak':>8}{'x vae':>7}{'peak MiB':>10}{'compile s':>10}")
+  header = (f"{'preset':<17}{'method':<8}{'k':>4}{'ms/step':>9}{'steps/s':>9}{'ex/s':>9}"
+            f"{'GFLOP/s':>9}{'% peak':>8}{'x vae':>7}{'mm ms':>7}{'peak MiB':>10}"
+            f"{'compile s':>10}")
   print(header)
+  dispatch = [int(k) for k in FLAGS.steps_per_dispatch]
   for preset in FLAGS.presets:
-    base = None
-    for method in FLAGS.methods:
-      r = bench_method(preset, method, FLAGS.batch_size, FLAGS.steps, FLAGS.repeats)
-      r["fraction_of_matmul_peak"] = r["achieved_gflops"] * 1e9 / peak
-      if method == "vae":
-        base = r
-      if base is not None:
-        r["time_vs_vae"] = r["step_ms"] / base["step_ms"]
-        if "peak_mib" in r:
-          r["memory_vs_vae"] = r["peak_mib"] / base["peak_mib"]
-      results["train"].append(r)
-      print(f"{preset:<17}{method:<8}{r['step_ms']:>9.2f}{r['steps_per_sec']:>9.1f}"
-            f"{r['examples_per_sec']:>9.0f}{r['achieved_gflops']:>9.1f}"
-            f"{100 * r['fraction_of_matmul_peak']:>7.0f}%{r.get('time_vs_vae', float('nan')):>7.2f}"
-            f"{r.get('peak_mib', float('nan')):>10.1f}{r['compile_s']:>10.1f}")
+    limits = {m: matmul_limit(preset, m, FLAGS.batch_size, FLAGS.repeats)
+              for m in FLAGS.methods}
+    prepared = [prepare_method(preset, m, FLAGS.batch_size, FLAGS.steps, k)
+                for k in dispatch for m in FLAGS.methods]
+    seconds = time_interleaved([run for _, run in prepared], FLAGS.repeats)
+    rows = iter(zip([info for info, _ in prepared], seconds))
+    for k in dispatch:
+      base = None
+      for method in FLAGS.methods:
+        r, sec = next(rows)
+        step_s = sec / FLAGS.steps
+        r.update(step_ms=step_s * 1e3, steps_per_sec=1 / step_s,
+                 examples_per_sec=FLAGS.batch_size / step_s)
+        flops, alone_s = limits[method]
+        r.update(matmul_gflop_per_step=flops / 1e9,
+                 achieved_gflops=flops / r["step_ms"] * 1e3 / 1e9,
+                 matmuls_alone_ms=alone_s * 1e3)
+        r["fraction_of_matmul_peak"] = r["achieved_gflops"] * 1e9 / peak
+        if method == "vae":
+          base = r
+        if base is not None:
+          r["time_vs_vae"] = r["step_ms"] / base["step_ms"]
+          if "peak_mib" in r:
+            r["memory_vs_vae"] = r["peak_mib"] / base["peak_mib"]
+        results["train"].append(r)
+        print(f"{preset:<17}{method:<8}{k:>4}{r['step_ms']:>9.2f}{r['steps_per_sec']:>9.1f}"
+              f"{r['examples_per_sec']:>9.0f}{r['achieved_gflops']:>9.1f}"
+              f"{100 * r['fraction_of_matmul_peak']:>7.0f}%"
+              f"{r.get('time_vs_vae', float('nan')):>7.2f}{r['matmuls_alone_ms']:>7.2f}"
+              f"{r.get('peak_mib', float('nan')):>10.1f}{r['compile_s']:>10.1f}")
     if FLAGS.eval_k:
       e = bench_eval(preset, FLAGS.eval_k, FLAGS.eval_batch, FLAGS.eval_chunk, FLAGS.repeats)
       results["eval"].append(e)

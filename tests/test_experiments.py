@@ -67,10 +67,13 @@ def test_compare_curves_samples_evaluate(tmp_path):
 
 def test_benchmark_tiny(tmp_path):
   out = _run("benchmark.py", "--steps=2", "--repeats=1", "--methods=vae,hvae1",
+             "--steps_per_dispatch=1,2",
              "--eval_k=20", "--eval_chunk=10", "--eval_batch=10", "--matmul_size=64",
              f"--out={tmp_path / 'b.json'}")
   result = json.load(open(tmp_path / "b.json"))
-  assert [r["method"] for r in result["train"]] == ["vae", "hvae1"]
-  vae, hvae = result["train"]
+  assert [(r["method"], r["steps_per_dispatch"]) for r in result["train"]] == [
+      ("vae", 1), ("hvae1", 1), ("vae", 2), ("hvae1", 2)]
+  vae, hvae = result["train"][:2]
   assert hvae["matmul_gflop_per_step"] > vae["matmul_gflop_per_step"] > 0
+  assert all(r["matmuls_alone_ms"] > 0 for r in result["train"])
   assert "| hvae1 |" in (tmp_path / "b.md").read_text() and "time vs vae" in out
