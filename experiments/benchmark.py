@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from configs import mnist_mlp, mnist_mlp_64, mnist_mlp_5layer
 from hermite_vae import evaluation, train
-from hermite_vae.flops import matmul_ops, matmuls_alone
+from hermite_vae.flops import matmul_flops, matmul_ops, matmuls_alone
 
 PRESETS = {"mnist_mlp": mnist_mlp, "mnist_mlp_64": mnist_mlp_64,
            "mnist_mlp_5layer": mnist_mlp_5layer}
@@ -152,8 +152,10 @@ def bench_eval(preset, k, batch, chunk, repeats):
   jax.block_until_ready(fn())
   first = time.perf_counter() - t0
   sec = _median_time(fn, max(1, repeats // 2))
+  flops = matmul_flops(fn)
   return {"preset": preset, "k": k, "examples_per_sec": batch / sec,
-          "seconds_per_10k_examples": 1e4 * sec / batch, "first_call_s": first}
+          "seconds_per_10k_examples": 1e4 * sec / batch, "first_call_s": first,
+          "achieved_gflops": flops / sec / 1e9}
 
 
 def markdown(results) -> str:
@@ -178,7 +180,9 @@ def markdown(results) -> str:
         f"{r['compile_s']:.1f} |")
   for e in results["eval"]:
     lines += ["", f"L{e['k']} evaluation bound ({e['preset']}): {e['examples_per_sec']:.1f} "
-              f"examples/s, {e['seconds_per_10k_examples'] / 60:.1f} min per 10,000 examples."]
+              f"examples/s, {e['seconds_per_10k_examples'] / 60:.1f} min per 10,000 examples, "
+              f"{e['achieved_gflops']:.1f} matmul GFLOP/s "
+              f"({100 * e['fraction_of_matmul_peak']:.0f}% of the reference matmul)."]
   return "\n".join(lines)
 
 
@@ -233,6 +237,7 @@ def main(argv):
               f"{r.get('peak_mib', float('nan')):>10.1f}{r['compile_s']:>10.1f}")
     if FLAGS.eval_k:
       e = bench_eval(preset, FLAGS.eval_k, FLAGS.eval_batch, FLAGS.eval_chunk, FLAGS.repeats)
+      e["fraction_of_matmul_peak"] = e["achieved_gflops"] * 1e9 / peak
       results["eval"].append(e)
       print(f"{preset}: L{FLAGS.eval_k} bound {e['examples_per_sec']:.1f} examples/s "
             f"({e['seconds_per_10k_examples'] / 60:.1f} min per 10k examples)")
