@@ -32,6 +32,10 @@ def get_config():
   # improved the 20k-step validation ELBO of the 40-40-40-40 HVAE from -138.0 to -118.6.
   c.max_scale = 3.0
 
+  # p(x|z_1): auto = bernoulli for binary images, discretized_logistic for 8-bit ones
+  # (CIFAR-10); naming the other one for a dataset is an error.
+  c.likelihood = "auto"
+
   # Data.
   c.dataset = "binarized_mnist"
   c.data_source = "auto"          # auto | files | tfds | embedded

@@ -2,9 +2,9 @@
 
     python experiments/samples.py --workdir=/tmp/hvae --out_dir=/tmp/hvae
 
-Samples: ancestral z_L ~ N(0, I), z_i ~ p(z_i|z_{i+1}), pixel probabilities of p(x|z_1).
-Reconstructions: evaluation images (odd rows) and the probabilities of p(x|z_1) for
-z ~ q(z|x) (even rows).
+Samples: ancestral z_L ~ N(0, I), z_i ~ p(z_i|z_{i+1}), then the pixel probabilities of
+p(x|z_1) (Bernoulli) or its per-pixel location (discretized logistic, 8-bit images).
+Reconstructions: evaluation images (odd rows) and the same for z ~ q(z|x) (even rows).
 """
 import os
 import sys
@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from hermite_vae import data, objectives, plots, train
+from hermite_vae.models import layers
 
 flags.DEFINE_string("workdir", None, "A training workdir.")
 flags.DEFINE_string("out_dir", "", "Where to write samples.png, reconstructions.png.")
@@ -31,12 +32,13 @@ def sample(model, params, key, num):
   for i in reversed(range(len(model.latent_dims) - 1)):
     loc, scale = model.apply(variables, i, z, method=model.generate_layer)
     z = loc + scale * jax.random.normal(jax.random.fold_in(key, i + 1), loc.shape)
-  return jax.nn.sigmoid(model.apply(variables, z, method=model.decode))
+  return layers.mean_image(model.likelihood, model.apply(variables, z, method=model.decode))
 
 
 def reconstruct(model, params, x, key):
   path = objectives.encode_path(model, params, x, key)
-  return jax.nn.sigmoid(model.apply({"params": params}, path[0][0], method=model.decode))
+  out = model.apply({"params": params}, path[0][0], method=model.decode)
+  return layers.mean_image(model.likelihood, out)
 
 
 def main(argv):
@@ -54,6 +56,8 @@ def main(argv):
                    title=f"samples, step {step}")
   x = loaded.eval[:FLAGS.num // 2].astype(np.float32)
   rec = np.asarray(reconstruct(model, params, x.reshape(len(x), -1), key)).reshape(x.shape)
+  if model.likelihood != "bernoulli":
+    x = x / 255.0
   rows = []
   for a in range(0, len(x), 10):
     rows += [x[a:a + 10], rec[a:a + 10]]

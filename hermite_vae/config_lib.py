@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hermite_vae import objectives
 from hermite_vae.data import registry, sources
+from hermite_vae.models import layers
 
 
 def _fail(key, value, why):
@@ -55,8 +56,19 @@ def validate(config) -> None:
           "layers p(z_i|z_{i+1}) and needs at least 2 stochastic layers")
   if c.dataset not in registry.DATASETS:
     _fail("dataset", c.dataset, f"unknown dataset; known: {sorted(registry.DATASETS)}")
-  if registry.DATASETS[c.dataset].binarization == "none":
-    _fail("dataset", c.dataset, "the MLP hierarchy has a Bernoulli likelihood for binary "
-          "images; a discretized likelihood for 8-bit images is not implemented yet")
+  requested = c.get("likelihood", "auto")
+  if requested != "auto" and requested not in layers.LIKELIHOODS:
+    _fail("likelihood", requested, f"expected 'auto' or one of {sorted(layers.LIKELIHOODS)}")
+  if requested != "auto" and requested != likelihood(c):
+    pixels = "8-bit" if likelihood(c) == "discretized_logistic" else "binary"
+    _fail("likelihood", requested, f"dataset {c.dataset!r} has {pixels} pixels; use "
+          f"{likelihood(c)!r} (or 'auto')")
   if c.data_source not in sources.SOURCES:
     _fail("data_source", c.data_source, f"expected one of {sources.SOURCES}")
+
+
+def likelihood(config) -> str:
+  """p(x|z_1) for the config's dataset: ``bernoulli`` for binary (binarized) images,
+  ``discretized_logistic`` for 8-bit ones (``config.likelihood='auto'`` picks this)."""
+  binary = registry.DATASETS[config.dataset].binarization != "none"
+  return "bernoulli" if binary else "discretized_logistic"

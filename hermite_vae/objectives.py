@@ -87,8 +87,8 @@ def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) ->
   variables = {"params": params}
   path = encode_path(model, params, x, key)
   num_layers = len(path)
-  logits = model.apply(variables, path[0][0], method=model.decode)
-  log_px = layers.bernoulli_log_prob(flatten(x), logits)
+  out = model.apply(variables, path[0][0], method=model.decode)
+  log_px = layers.log_likelihood(model.likelihood, flatten(x), out)
   kls = []
   for i in range(num_layers - 1):
     z, q_loc, q_scale = path[i]

@@ -74,7 +74,8 @@ def create_model(config, num_pixels: int) -> HierarchicalVAE:
   return HierarchicalVAE(latent_dims=tuple(config.latent_dims),
                          hidden_dims=tuple(config.hidden_dims), num_pixels=num_pixels,
                          deterministic_layers=config.deterministic_layers,
-                         min_scale=config.min_scale, max_scale=config.get("max_scale", 0.0))
+                         min_scale=config.min_scale, max_scale=config.get("max_scale", 0.0),
+                         likelihood=config_lib.likelihood(config))
 
 
 def create_optimizer(config) -> optax.GradientTransformation:

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import mnist_mlp, mnist_mlp_5layer, mnist_mlp_64
+from configs import cifar10_mlp, mnist_mlp, mnist_mlp_5layer, mnist_mlp_64
 from hermite_vae.models.layers import gaussian_log_prob, gaussian_log_prob_ratio, kl_to_standard_normal
 from hermite_vae.models.mlp import HierarchicalVAE, count_params
 from hermite_vae import train
@@ -13,7 +13,7 @@ def _dense(a, b):
   return a * b + b
 
 
-def _expected_params(latent, hidden, pixels=784):
+def _expected_params(latent, hidden, pixels=784, heads=1):
   """Two tanh layers before every stochastic layer (encoder and decoder), loc+scale heads."""
   total = 0
   ins = [pixels] + list(latent[:-1])
@@ -23,7 +23,7 @@ def _expected_params(latent, hidden, pixels=784):
     h = hidden[i + 1]
     total += _dense(latent[i + 1], h) + _dense(h, h) + 2 * _dense(h, latent[i])
   h = hidden[0]                                                  # p(x | z1)
-  total += _dense(latent[0], h) + _dense(h, h) + _dense(h, pixels)
+  total += _dense(latent[0], h) + _dense(h, h) + heads * _dense(h, pixels)
   return total
 
 
@@ -33,6 +33,15 @@ def test_preset_parameter_counts(module):
   model = train.create_model(c, 784)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)), jax.random.PRNGKey(1))
   assert count_params(params) == _expected_params(c.latent_dims, c.hidden_dims)
+
+
+def test_cifar10_preset_has_location_and_scale_heads():
+  c = cifar10_mlp.get_config()
+  model = train.create_model(c, 3072)
+  assert model.likelihood == "discretized_logistic"
+  params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3072)),
+                                             jax.random.PRNGKey(1)))
+  assert count_params(params) == _expected_params(c.latent_dims, c.hidden_dims, 3072, heads=2)
 
 
 def test_40x4_preset_values():
@@ -80,3 +89,40 @@ def test_scale_bounds():
       assert float(scale.max()) <= max_scale + 1e-3
     else:
       assert float(scale.max()) > 2.0
+
+
+# ----------------------------------------------------------- 8-bit likelihood
+
+def test_discretized_logistic_is_a_distribution_over_256_values():
+  from hermite_vae.models.layers import discretized_logistic_log_prob
+  values = jnp.arange(256.0)[:, None]                        # every 8-bit value, one pixel
+  for loc, log_scale in [(0.0, -2.0), (0.7, -4.0), (-0.99, -1.0), (0.3, -7.0), (1.5, 0.5)]:
+    lp = discretized_logistic_log_prob(values, jnp.full((256, 1), loc),
+                                       jnp.full((256, 1), log_scale))
+    assert abs(float(jnp.sum(jnp.exp(lp))) - 1.0) < 2e-3, (loc, log_scale)
+  # An interior bin is the logistic CDF difference over [x - 1/255, x + 1/255].
+  x, loc, s = 100.0, 0.1, 0.05
+  centre = x / 127.5 - 1
+  cdf = lambda t: 1 / (1 + jnp.exp(-(t - loc) / s))
+  want = jnp.log(cdf(centre + 1 / 255) - cdf(centre - 1 / 255))
+  got = discretized_logistic_log_prob(jnp.array([x]), jnp.array([loc]), jnp.log(jnp.array([s])))
+  assert abs(float(got - want)) < 1e-4
+  # Finite gradients at the edge bins and for a very sharp logistic.
+  g = jax.grad(lambda l: jnp.sum(discretized_logistic_log_prob(
+      jnp.array([0.0, 255.0, 128.0]), l, jnp.full(3, -7.0))))(jnp.array([0.5, -0.5, 0.9]))
+  assert bool(jnp.all(jnp.isfinite(g)))
+
+
+def test_discretized_logistic_model_shapes_and_bounds():
+  from hermite_vae.models import layers
+  model = HierarchicalVAE((3, 2), (8, 8), num_pixels=12, likelihood="discretized_logistic")
+  x = jnp.full((2, 12), 255.0)
+  variables = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
+  out = model.apply(variables, x, jax.random.PRNGKey(1))
+  assert out.shape == (2, 24)
+  assert float(jnp.min(out[:, 12:])) >= layers.MIN_LOG_SCALE
+  image = layers.mean_image("discretized_logistic", out)
+  assert image.shape == (2, 12) and float(image.min()) >= 0 and float(image.max()) <= 1
+  with pytest.raises(ValueError, match="likelihood"):
+    HierarchicalVAE((3, 2), (8, 8), num_pixels=12, likelihood="gaussian").init(
+        jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))

@@ -64,12 +64,37 @@ def test_hvae_training_loss_is_original_elbo(tmp_path):
     ("dataset", "imagenet", "config.dataset='imagenet'.*known"),
     ("smooth_target", "mean", "config.smooth_target"),
     ("data_source", "web", "config.data_source"),
-    ("dataset", "cifar10", "discretized likelihood"),
+    ("likelihood", "discretized_logistic", "binary pixels; use 'bernoulli'"),
+    ("likelihood", "poisson", "config.likelihood='poisson'"),
 ])
 def test_config_errors_before_training(tmp_path, key, value, match):
   with pytest.raises(ValueError, match=match):
     train.train_and_evaluate(_config(**{key: value}), str(tmp_path))
   assert not os.path.exists(os.path.join(str(tmp_path), "checkpoints"))
+
+
+def _write_fake_cifar(directory, n=40):
+  import pickle
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(0)
+  for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    with open(os.path.join(directory, name), "wb") as f:
+      pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                   b"labels": [0] * n}, f)
+
+
+def test_cifar10_trains_with_discretized_logistic_and_reports_bits_per_dim(tmp_path):
+  _write_fake_cifar(str(tmp_path / "data" / "cifar-10-batches-py"))
+  cfg = _config(dataset="cifar10", data_source="files", data_dir=str(tmp_path / "data"),
+                train_split="train", eval_split="test", method="hvae")
+  result = train.train_and_evaluate(cfg, str(tmp_path / "run"))
+  # Uniform random 8-bit pixels: about 8 bits/dim, and never below 0 for a discrete model.
+  assert 7.5 < result["bits_per_dim_elbo"] < 12
+  np.testing.assert_allclose(result["bits_per_dim_elbo"],
+                             -result["elbo_nats"] / (3072 * np.log(2)), rtol=1e-6)
+  with pytest.raises(ValueError, match="8-bit pixels; use 'discretized_logistic'"):
+    train.train_and_evaluate(_config(dataset="cifar10", likelihood="bernoulli"),
+                             str(tmp_path / "bad"))
 
 
 def test_exact_resume_after_kill(tmp_path, monkeypatch):

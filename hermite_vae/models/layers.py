@@ -1,5 +1,7 @@
 """Building blocks: the paper's "two deterministic tanh layers" before each stochastic
-layer, a Gaussian head with a numerically safe scale, and a Bernoulli head.
+layer, a Gaussian head with a numerically safe scale, and the likelihood heads p(x|z_1):
+Bernoulli (binary images) and discretized logistic (8-bit images, Salimans et al. 2017
+with one component per sub-pixel), selected by name (:data:`LIKELIHOODS`).
 
 Safe scale: ``scale = softplus(raw) + min_scale`` (default ``min_scale = 1e-3``).
 softplus grows linearly, not exponentially like ``exp(raw)``, so one large ``raw`` cannot
@@ -60,6 +62,72 @@ class BernoulliLayer(nn.Module):
   def __call__(self, h):
     h = TanhMLP(self.widths, name="mlp")(h)
     return nn.Dense(self.num_pixels, name="logits")(h)
+
+
+class DiscretizedLogisticLayer(nn.Module):
+  """z_1 -> [..., 2 * num_pixels]: location (in [-1, 1] pixel units) and log-scale of a
+  logistic per sub-pixel, concatenated. The log-scale is bounded below by
+  ``MIN_LOG_SCALE`` (as in PixelCNN++) so the density stays finite."""
+  widths: Sequence[int]
+  num_pixels: int
+
+  @nn.compact
+  def __call__(self, h):
+    h = TanhMLP(self.widths, name="mlp")(h)
+    loc = nn.Dense(self.num_pixels, name="loc")(h)
+    log_scale = jnp.maximum(nn.Dense(self.num_pixels, name="log_scale")(h), MIN_LOG_SCALE)
+    return jnp.concatenate([loc, log_scale], axis=-1)
+
+
+MIN_LOG_SCALE = -7.0
+LIKELIHOODS = {"bernoulli": BernoulliLayer, "discretized_logistic": DiscretizedLogisticLayer}
+
+
+def scale_pixels(likelihood: str, x):
+  """The encoder's view of the pixels: binary {0, 1} as they are; 8-bit 0..255 -> [-1, 1]."""
+  return x if likelihood == "bernoulli" else x / 127.5 - 1.0
+
+
+def log_likelihood(likelihood: str, x, out):
+  """log p(x | z_1) summed over the last axis; ``out`` is the decoder's output."""
+  if likelihood == "bernoulli":
+    return bernoulli_log_prob(x, out)
+  if likelihood == "discretized_logistic":
+    loc, log_scale = jnp.split(out, 2, axis=-1)
+    return discretized_logistic_log_prob(x, loc, log_scale)
+  raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {sorted(LIKELIHOODS)}")
+
+
+def mean_image(likelihood: str, out):
+  """Pixel intensities in [0, 1] to show for a decoder output (Bernoulli: probabilities;
+  discretized logistic: the location, which is the median)."""
+  if likelihood == "bernoulli":
+    return jax.nn.sigmoid(out)
+  loc, _ = jnp.split(out, 2, axis=-1)
+  return jnp.clip((loc + 1.0) / 2.0, 0.0, 1.0)
+
+
+def discretized_logistic_log_prob(x, loc, log_scale):
+  """log P(x) for 8-bit ``x`` (values 0..255, any float dtype) under a logistic with
+  ``loc`` (in [-1, 1] units, x -> x / 127.5 - 1) and ``log_scale``, discretized into 256
+  bins of width 2/255; the end bins take the tails (-inf, -1 + 1/255] and
+  [1 - 1/255, inf). Summed over the last axis; in nats. The probabilities of the 256
+  values sum to 1."""
+  x = x / 127.5 - 1.0
+  centered = x - loc
+  inv_scale = jnp.exp(-log_scale)
+  plus_in = inv_scale * (centered + 1.0 / 255.0)
+  min_in = inv_scale * (centered - 1.0 / 255.0)
+  log_cdf_plus = plus_in - jax.nn.softplus(plus_in)          # log sigmoid(plus_in)
+  log_one_minus_cdf_min = -jax.nn.softplus(min_in)           # log (1 - sigmoid(min_in))
+  cdf_delta = jax.nn.sigmoid(plus_in) - jax.nn.sigmoid(min_in)
+  mid_in = inv_scale * centered
+  # Where the bin mass underflows in float32: density at the bin centre times its width.
+  log_pdf_mid = mid_in - log_scale - 2.0 * jax.nn.softplus(mid_in) - jnp.log(127.5)
+  log_delta = jnp.where(cdf_delta > 1e-5, jnp.log(jnp.maximum(cdf_delta, 1e-12)), log_pdf_mid)
+  log_p = jnp.where(x < -0.999, log_cdf_plus,
+                    jnp.where(x > 0.999, log_one_minus_cdf_min, log_delta))
+  return jnp.sum(log_p, axis=-1)
 
 
 def gaussian_log_prob(z, loc, scale):

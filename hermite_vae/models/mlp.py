@@ -14,13 +14,13 @@ Hermite VAE smooths exactly the ``p_z*`` layers): use :meth:`encode_layer`,
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from hermite_vae.models.layers import BernoulliLayer, GaussianLayer
+from hermite_vae.models.layers import LIKELIHOODS, GaussianLayer, scale_pixels
 
 
 class HierarchicalVAE(nn.Module):
@@ -30,6 +30,7 @@ class HierarchicalVAE(nn.Module):
   deterministic_layers: int = 2
   min_scale: float = 1e-3
   max_scale: float = 0.0
+  likelihood: str = "bernoulli"      # p(x|z_1): bernoulli | discretized_logistic (8-bit)
 
   def setup(self):
     if len(self.latent_dims) != len(self.hidden_dims):
@@ -45,14 +46,20 @@ class HierarchicalVAE(nn.Module):
     self.generators = [
         GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
                       self.max_scale, name=f"p_z{i + 1}") for i in range(num - 1)]
-    self.decoder = BernoulliLayer((self.hidden_dims[0],) * depth, self.num_pixels, name="p_x")
+    if self.likelihood not in LIKELIHOODS:
+      raise ValueError(f"likelihood={self.likelihood!r}: expected one of {sorted(LIKELIHOODS)}")
+    self.decoder = LIKELIHOODS[self.likelihood]((self.hidden_dims[0],) * depth,
+                                                self.num_pixels, name="p_x")
 
   @property
   def num_layers(self) -> int:
     return len(self.latent_dims)
 
   def encode_layer(self, i: int, h):
-    """q(z_{i+1} | h) with h = x (flattened) for i = 0, else z_i. Returns (loc, scale)."""
+    """q(z_{i+1} | h) with h = x (flattened pixels as stored: {0, 1} or 0..255) for i = 0,
+    else z_i. Returns (loc, scale)."""
+    if i == 0:
+      h = scale_pixels(self.likelihood, h)
     return self.encoders[i](h)
 
   def generate_layer(self, i: int, z_above):
@@ -60,7 +67,8 @@ class HierarchicalVAE(nn.Module):
     return self.generators[i](z_above)
 
   def decode(self, z1):
-    """p(x | z1): Bernoulli logits [..., num_pixels]."""
+    """p(x | z1): Bernoulli logits [..., num_pixels], or for the discretized logistic
+    location and log-scale [..., 2 * num_pixels] (see ``layers.log_likelihood``)."""
     return self.decoder(z1)
 
   def __call__(self, x, key):
@@ -69,7 +77,7 @@ class HierarchicalVAE(nn.Module):
     Args:
       x: [B, num_pixels].
     Returns:
-      logits [B, num_pixels].
+      the decoder's output for z_1 (see :meth:`decode`).
     """
     h, zs = x, []
     for i in range(self.num_layers):
@@ -82,4 +90,5 @@ class HierarchicalVAE(nn.Module):
 
 
 def count_params(params) -> int:
-  return sum(int(jnp.size(p)) for p in jax.tree_util.tree_leaves(params))
+  """Number of parameters (arrays or shape/dtype structs, e.g. from ``jax.eval_shape``)."""
+  return sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,17 @@
+"""CIFAR-10 with the MLP hierarchy and a discretized-logistic likelihood (bits/dim).
+
+Not the paper's CIFAR-10 model (ResNets with 8x16x16 convolutional latents, §5.2.2, not
+implemented here): an MLP stand-in over the 3072 sub-pixels, for trying the objective on
+8-bit images. Latents 64-32-16-8 with 2x(1000..125) tanh units per stochastic layer.
+"""
+from configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.dataset = "cifar10"
+  c.likelihood = "discretized_logistic"
+  c.latent_dims = (64, 32, 16, 8)
+  c.hidden_dims = (1000, 500, 250, 125)
+  c.learning_rate = 5e-4
+  return c
