@@ -24,6 +24,13 @@ def get_config():
   c.latent_dims = (40, 40, 40, 40)    # bottom (z1) to top (zL)
   c.hidden_dims = (200, 200, 200, 200)
   c.deterministic_layers = 2
+  # architecture = 'resnet': convolutional latents of latent_channels[i] maps at half the
+  # image resolution, resnet_blocks residual blocks of resnet_channels maps before every
+  # stochastic layer (latent_dims, hidden_dims, deterministic_layers are then unused).
+  c.architecture = "mlp"          # mlp | resnet
+  c.latent_channels = (8, 8, 8)
+  c.resnet_channels = 64
+  c.resnet_blocks = 2
   c.min_scale = 1e-3
   # Smooth upper bound on every Gaussian scale (0: off). Collapsed intermediate layers
   # have q(z_i|.) ~ p(z_i|z_{i+1}) whatever their common scale, which then drifts upward

@@ -42,17 +42,30 @@ def validate(config) -> None:
     _fail("learning_rate", c.learning_rate, "must be > 0")
   if c.lr_schedule not in ("constant", "cosine"):
     _fail("lr_schedule", c.lr_schedule, "expected 'constant' or 'cosine'")
-  latent, hidden = tuple(c.latent_dims), tuple(c.hidden_dims)
-  if not latent or any((not isinstance(d, int)) or d < 1 for d in latent):
-    _fail("latent_dims", c.latent_dims, "must be a non-empty tuple of positive integers")
-  if any((not isinstance(d, int)) or d < 1 for d in hidden):
-    _fail("hidden_dims", c.hidden_dims, "must be a tuple of positive integers")
-  if len(latent) != len(hidden):
-    _fail("hidden_dims", c.hidden_dims,
-          f"has {len(hidden)} entries but latent_dims={latent} has {len(latent)}: one "
-          "hidden width per stochastic layer")
+  architecture = c.get("architecture", "mlp")
+  if architecture not in ("mlp", "resnet"):
+    _fail("architecture", architecture, "expected 'mlp' or 'resnet'")
+  if architecture == "resnet":
+    latent_key, latent = "latent_channels", tuple(c.latent_channels)
+    if not latent or any((not isinstance(d, int)) or d < 1 for d in latent):
+      _fail("latent_channels", c.latent_channels, "must be a non-empty tuple of positive "
+            "integers")
+    if not isinstance(c.resnet_channels, int) or c.resnet_channels < 1:
+      _fail("resnet_channels", c.resnet_channels, "must be an integer >= 1")
+    if not isinstance(c.resnet_blocks, int) or c.resnet_blocks < 0:
+      _fail("resnet_blocks", c.resnet_blocks, "must be an integer >= 0")
+  else:
+    latent_key, latent, hidden = "latent_dims", tuple(c.latent_dims), tuple(c.hidden_dims)
+    if not latent or any((not isinstance(d, int)) or d < 1 for d in latent):
+      _fail("latent_dims", c.latent_dims, "must be a non-empty tuple of positive integers")
+    if any((not isinstance(d, int)) or d < 1 for d in hidden):
+      _fail("hidden_dims", c.hidden_dims, "must be a tuple of positive integers")
+    if len(latent) != len(hidden):
+      _fail("hidden_dims", c.hidden_dims,
+            f"has {len(hidden)} entries but latent_dims={latent} has {len(latent)}: one "
+            "hidden width per stochastic layer")
   if c.method == "hvae" and len(latent) < 2:
-    _fail("latent_dims", c.latent_dims, "method=hvae smooths intermediate generator "
+    _fail(latent_key, latent, "method=hvae smooths intermediate generator "
           "layers p(z_i|z_{i+1}) and needs at least 2 stochastic layers")
   if c.dataset not in registry.DATASETS:
     _fail("dataset", c.dataset, f"unknown dataset; known: {sorted(registry.DATASETS)}")

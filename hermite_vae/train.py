@@ -35,6 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from hermite_vae import config_lib, data, evaluation, metrics_io, objectives
 from hermite_vae.models.mlp import HierarchicalVAE, count_params
+from hermite_vae.models.resnet import HierarchicalResNetVAE
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,23 @@ class ObjectiveConfig:
                kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits))
 
 
-def create_model(config, num_pixels: int) -> HierarchicalVAE:
+def create_model(config, num_pixels: int):
+  """The config's hierarchy: ``architecture='mlp'`` (:class:`HierarchicalVAE`) or
+  ``'resnet'`` (:class:`HierarchicalResNetVAE`, for the dataset's image shape)."""
+  common = dict(min_scale=config.min_scale, max_scale=config.get("max_scale", 0.0),
+                likelihood=config_lib.likelihood(config))
+  if config.get("architecture", "mlp") == "resnet":
+    shape = tuple(data.get_spec(config.dataset).image_shape)
+    if int(np.prod(shape)) != num_pixels:
+      raise ValueError(f"dataset {config.dataset!r} has images of shape {shape}, not "
+                       f"{num_pixels} pixels")
+    return HierarchicalResNetVAE(image_shape=shape,
+                                 latent_channels=tuple(config.latent_channels),
+                                 channels=config.resnet_channels,
+                                 num_blocks=config.resnet_blocks, **common)
   return HierarchicalVAE(latent_dims=tuple(config.latent_dims),
                          hidden_dims=tuple(config.hidden_dims), num_pixels=num_pixels,
-                         deterministic_layers=config.deterministic_layers,
-                         min_scale=config.min_scale, max_scale=config.get("max_scale", 0.0),
-                         likelihood=config_lib.likelihood(config))
+                         deterministic_layers=config.deterministic_layers, **common)
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
@@ -190,8 +202,9 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   with open(path) as f:
     info = json.load(f)
   config = ml_collections.ConfigDict(info["config"])
-  config.latent_dims = tuple(config.latent_dims)
-  config.hidden_dims = tuple(config.hidden_dims)
+  for key in ("latent_dims", "hidden_dims", "latent_channels"):
+    if key in config:
+      config[key] = tuple(config[key])
   # Evaluate on what the run trained on (e.g. the embedded digits after a fallback).
   config.dataset = info["data"]["data_used"]
   if info["data"]["source"] == "embedded":
@@ -259,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
               "process_count": jax.process_count(), "jax_version": jax.__version__}
   if is_chief:
     _save_json(os.path.join(workdir, "config.json"), run_info)
-  log.info("Model %s with %d parameters; data %s", config.latent_dims,
+  log.info("Model %s %s with %d parameters; data %s", type(model).__name__, model.latent_dims,
                run_info["num_params"], loaded.info)
 
   steps_fn = jax.jit(

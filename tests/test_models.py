@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import cifar10_mlp, mnist_mlp, mnist_mlp_5layer, mnist_mlp_64
+from configs import cifar10_mlp, cifar10_resnet, mnist_mlp, mnist_mlp_5layer, mnist_mlp_64, mnist_resnet
 from hermite_vae.models.layers import gaussian_log_prob, gaussian_log_prob_ratio, kl_to_standard_normal
 from hermite_vae.models.mlp import HierarchicalVAE, count_params
 from hermite_vae import train
@@ -126,3 +126,37 @@ def test_discretized_logistic_model_shapes_and_bounds():
   with pytest.raises(ValueError, match="likelihood"):
     HierarchicalVAE((3, 2), (8, 8), num_pixels=12, likelihood="gaussian").init(
         jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
+
+
+# ------------------------------------------------------------------ ResNets
+
+def test_resnet_hierarchy_shapes_and_layer_names():
+  from hermite_vae.models.resnet import HierarchicalResNetVAE
+  model = HierarchicalResNetVAE((28, 28, 1), (3, 2), channels=4, num_blocks=1)
+  assert model.latent_dims == (14 * 14 * 3, 14 * 14 * 2) and model.num_pixels == 784
+  x = jnp.zeros((2, 784))
+  variables = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
+  assert set(variables["params"]) == {"q_z1", "q_z2", "p_z1", "p_x"}
+  assert model.apply(variables, x, jax.random.PRNGKey(1)).shape == (2, 784)
+  loc, scale = model.apply(variables, 0, x, method=model.encode_layer)
+  assert loc.shape == scale.shape == (2, 588) and float(scale.min()) > 0
+  loc, scale = model.apply(variables, 0, jnp.zeros((5, 2, 392)), method=model.generate_layer)
+  assert loc.shape == (5, 2, 588)   # extra leading axes (OU samples, IW samples) pass through
+  # 8-bit colour images: location and log-scale per sub-pixel.
+  colour = HierarchicalResNetVAE((32, 32, 3), (2,), channels=4, num_blocks=0,
+                                 likelihood="discretized_logistic")
+  xc = jnp.full((2, 3072), 128.0)
+  out = colour.apply(colour.init(jax.random.PRNGKey(0), xc, jax.random.PRNGKey(1)), xc,
+                     jax.random.PRNGKey(1))
+  assert out.shape == (2, 2 * 3072)
+
+
+@pytest.mark.parametrize("module,pixels", [(mnist_resnet, 784), (cifar10_resnet, 3072)])
+def test_resnet_presets_build(module, pixels):
+  c = module.get_config()
+  model = train.create_model(c, pixels)
+  params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, pixels)),
+                                             jax.random.PRNGKey(1)))
+  assert len(model.latent_dims) == len(c.latent_channels) and count_params(params) > 1e6
+  with pytest.raises(ValueError, match="not 100 pixels"):
+    train.create_model(c, 100)

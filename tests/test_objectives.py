@@ -8,20 +8,26 @@ import pytest
 
 from hermite_vae import objectives
 from hermite_vae.models.mlp import HierarchicalVAE
+from hermite_vae.models.resnet import HierarchicalResNetVAE
 from hermite_vae.train import ObjectiveConfig
 
 MODEL = HierarchicalVAE((5, 4, 3), (16, 12, 8), num_pixels=20)
 X = (jax.random.uniform(jax.random.PRNGKey(5), (6, 20)) < 0.4).astype(jnp.float32)
 PARAMS = MODEL.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
+# The convolutional hierarchy on 4x5 "images" (odd width: 2x3 latent maps, cropped decoder).
+RESNET = HierarchicalResNetVAE((4, 5, 1), (2, 2, 1), channels=4, num_blocks=1)
+RESNET_PARAMS = RESNET.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
+MODELS = {"mlp": (MODEL, PARAMS), "resnet": (RESNET, RESNET_PARAMS)}
 KEY = jax.random.PRNGKey(3)
 BASE = ObjectiveConfig(method="vae", rho=1.0, rho_anneal_steps=0, num_ou_samples=4,
                        smooth_target="mean_std", num_iw_samples=3, kl_warmup_start=0,
                        kl_warmup_steps=0, free_bits=0.0)
 
 
-def _grads(**kw):
+def _grads(arch="mlp", **kw):
   cfg = dataclasses.replace(BASE, **kw)
-  return jax.grad(objectives.loss_and_metrics, has_aux=True)(PARAMS, MODEL, X, KEY, 0, cfg)
+  model, params = MODELS[arch]
+  return jax.grad(objectives.loss_and_metrics, has_aux=True)(params, model, X, KEY, 0, cfg)
 
 
 def _close(a, b, **kw):
@@ -29,18 +35,20 @@ def _close(a, b, **kw):
              zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
+@pytest.mark.parametrize("arch", ["mlp", "resnet"])
 @pytest.mark.parametrize("target", ["mean_std", "ratio"])
-def test_hvae_at_rho_one_equals_vae(target):
-  g_vae, m_vae = _grads()
-  g_hvae, m_hvae = _grads(method="hvae", rho=1.0, smooth_target=target)
+def test_hvae_at_rho_one_equals_vae(target, arch):
+  g_vae, m_vae = _grads(arch)
+  g_hvae, m_hvae = _grads(arch, method="hvae", rho=1.0, smooth_target=target)
   assert _close(g_vae, g_hvae, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(m_vae["elbo_nats"], m_hvae["elbo_nats"], rtol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["mlp", "resnet"])
 @pytest.mark.parametrize("target", ["mean_std", "ratio"])
-def test_smoothing_only_on_intermediate_generator_layers(target):
-  g_vae, m_vae = _grads()
-  g_hvae, m_hvae = _grads(method="hvae", rho=0.5, smooth_target=target)
+def test_smoothing_only_on_intermediate_generator_layers(target, arch):
+  g_vae, m_vae = _grads(arch)
+  g_hvae, m_hvae = _grads(arch, method="hvae", rho=0.5, smooth_target=target)
   # Reported numbers are the original model's (the ratio form of the density differs
   # from the mean form only by float rounding).
   tol = 0 if target == "mean_std" else 1e-6

@@ -73,6 +73,24 @@ def test_config_errors_before_training(tmp_path, key, value, match):
   assert not os.path.exists(os.path.join(str(tmp_path), "checkpoints"))
 
 
+def test_resnet_hierarchy_end_to_end(tmp_path):
+  cfg = _config(method="hvae", architecture="resnet", latent_channels=(2, 1),
+                resnet_channels=4, resnet_blocks=1, num_train_steps=4, log_every=2,
+                eval_every=4, checkpoint_every=4)
+  result = train.train_and_evaluate(cfg, str(tmp_path))
+  assert np.isfinite(result["elbo_nats"]) and result["elbo_nats"] < 0
+  assert len(result["active_units_x"]) == 2 and result["active_units_x"][1] <= 14 * 14
+  info = json.load(open(tmp_path / "config.json"))
+  assert info["config"]["architecture"] == "resnet"
+  # Restoring the checkpoint rebuilds the same architecture.
+  model, params, step = train.restore_params(str(tmp_path), train.load_run_config(str(tmp_path)),
+                                             784)
+  assert step == 4 and type(model).__name__ == "HierarchicalResNetVAE"
+  with pytest.raises(ValueError, match="config.latent_channels"):
+    train.train_and_evaluate(_config(architecture="resnet", latent_channels=()),
+                             str(tmp_path / "bad"))
+
+
 def _write_fake_cifar(directory, n=40):
   import pickle
   os.makedirs(directory, exist_ok=True)

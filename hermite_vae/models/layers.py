@@ -47,10 +47,17 @@ class GaussianLayer(nn.Module):
   def __call__(self, h):
     h = TanhMLP(self.widths, name="mlp")(h)
     loc = nn.Dense(self.latent_dim, name="loc")(h)
-    scale = jax.nn.softplus(nn.Dense(self.latent_dim, name="scale")(h))
-    if self.max_scale:
-      scale = self.max_scale * jnp.tanh(scale / self.max_scale)
-    return loc, scale + self.min_scale
+    raw = nn.Dense(self.latent_dim, name="scale")(h)
+    return loc, bounded_scale(raw, self.min_scale, self.max_scale)
+
+
+def bounded_scale(raw, min_scale: float, max_scale: float):
+  """softplus(raw) + min_scale, or with ``max_scale > 0`` the smoothly bounded
+  max_scale * tanh(softplus(raw) / max_scale) + min_scale."""
+  scale = jax.nn.softplus(raw)
+  if max_scale:
+    scale = max_scale * jnp.tanh(scale / max_scale)
+  return scale + min_scale
 
 
 class BernoulliLayer(nn.Module):
