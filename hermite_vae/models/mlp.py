@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import flax.linen as nn
 import jax
 
-from hermite_vae.models.layers import LIKELIHOODS, GaussianLayer, scale_pixels
+from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
+from hermite_vae.models.layers import LIKELIHOODS, GaussianLayer
 
 
-class HierarchicalVAE(nn.Module):
+class HierarchicalVAE(LayerwiseHierarchy):
   latent_dims: Sequence[int]         # bottom (z1) to top (zL)
   hidden_dims: Sequence[int]         # one width per stochastic layer, bottom to top
   num_pixels: int = 784
@@ -46,47 +46,13 @@ class HierarchicalVAE(nn.Module):
     self.generators = [
         GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
                       self.max_scale, name=f"p_z{i + 1}") for i in range(num - 1)]
-    if self.likelihood not in LIKELIHOODS:
-      raise ValueError(f"likelihood={self.likelihood!r}: expected one of {sorted(LIKELIHOODS)}")
+    check_likelihood(self.likelihood)
     self.decoder = LIKELIHOODS[self.likelihood]((self.hidden_dims[0],) * depth,
                                                 self.num_pixels, name="p_x")
 
   @property
   def num_layers(self) -> int:
     return len(self.latent_dims)
-
-  def encode_layer(self, i: int, h):
-    """q(z_{i+1} | h) with h = x (flattened pixels as stored: {0, 1} or 0..255) for i = 0,
-    else z_i. Returns (loc, scale)."""
-    if i == 0:
-      h = scale_pixels(self.likelihood, h)
-    return self.encoders[i](h)
-
-  def generate_layer(self, i: int, z_above):
-    """p(z_{i+1} | z_{i+2}) for i < L-1. Returns (loc, scale) of shape [..., latent_dims[i]]."""
-    return self.generators[i](z_above)
-
-  def decode(self, z1):
-    """p(x | z1): Bernoulli logits [..., num_pixels], or for the discretized logistic
-    location and log-scale [..., 2 * num_pixels] (see ``layers.log_likelihood``)."""
-    return self.decoder(z1)
-
-  def __call__(self, x, key):
-    """One ancestral pass through every layer (used to initialise all parameters).
-
-    Args:
-      x: [B, num_pixels].
-    Returns:
-      the decoder's output for z_1 (see :meth:`decode`).
-    """
-    h, zs = x, []
-    for i in range(self.num_layers):
-      loc, scale = self.encode_layer(i, h)
-      h = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape)
-      zs.append(h)
-    for i in range(self.num_layers - 1):
-      self.generate_layer(i, zs[i + 1])
-    return self.decode(zs[0])
 
 
 def count_params(params) -> int:

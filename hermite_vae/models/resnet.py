@@ -25,7 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hermite_vae.models.layers import LIKELIHOODS, MIN_LOG_SCALE, bounded_scale, scale_pixels
+from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
+from hermite_vae.models.layers import MIN_LOG_SCALE, bounded_scale
 
 
 class ResBlock(nn.Module):
@@ -97,7 +98,7 @@ class ConvLikelihoodLayer(nn.Module):
     return jnp.concatenate([_flatten_maps(loc), _flatten_maps(log_scale)], axis=-1)
 
 
-class HierarchicalResNetVAE(nn.Module):
+class HierarchicalResNetVAE(LayerwiseHierarchy):
   image_shape: tuple[int, int, int]    # (H, W, C) of the images
   latent_channels: Sequence[int]       # bottom (z1) to top (zL)
   channels: int = 64                   # feature maps of every residual block
@@ -125,8 +126,7 @@ class HierarchicalResNetVAE(nn.Module):
     return len(self.latent_channels)
 
   def setup(self):
-    if self.likelihood not in LIKELIHOODS:
-      raise ValueError(f"likelihood={self.likelihood!r}: expected one of {sorted(LIKELIHOODS)}")
+    check_likelihood(self.likelihood)
     maps = [self.latent_shape + (c,) for c in self.latent_channels]
     common = dict(channels=self.channels, num_blocks=self.num_blocks,
                   min_scale=self.min_scale, max_scale=self.max_scale)
@@ -139,28 +139,3 @@ class HierarchicalResNetVAE(nn.Module):
         for i in range(self.num_layers - 1)]
     self.decoder = ConvLikelihoodLayer(maps[0], tuple(self.image_shape), self.channels,
                                        self.num_blocks, self.likelihood, name="p_x")
-
-  def encode_layer(self, i: int, h):
-    """q(z_{i+1} | h), h = flattened x (as stored) for i = 0, else z_i. (loc, scale)."""
-    if i == 0:
-      h = scale_pixels(self.likelihood, h)
-    return self.encoders[i](h)
-
-  def generate_layer(self, i: int, z_above):
-    """p(z_{i+1} | z_{i+2}) for i < L-1: (loc, scale), flattened."""
-    return self.generators[i](z_above)
-
-  def decode(self, z1):
-    """p(x | z1): the likelihood's parameters, flattened like x."""
-    return self.decoder(z1)
-
-  def __call__(self, x, key):
-    """One ancestral pass through every layer (initialises all parameters)."""
-    h, zs = x, []
-    for i in range(self.num_layers):
-      loc, scale = self.encode_layer(i, h)
-      h = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape)
-      zs.append(h)
-    for i in range(self.num_layers - 1):
-      self.generate_layer(i, zs[i + 1])
-    return self.decode(zs[0])
