@@ -35,6 +35,8 @@ def validate(config) -> None:
               "eval_iw_samples", "eval_max_examples"):
     if not isinstance(c[key], int) or c[key] < 0:
       _fail(key, c[key], "must be an integer >= 0")
+  if not isinstance(c.get("ou_sequential", False), bool):
+    _fail("ou_sequential", c.ou_sequential, "must be True or False")
   for key in ("free_bits", "grad_clip_norm"):
     if c[key] < 0:
       _fail(key, c[key], "must be >= 0")

@@ -49,6 +49,7 @@ class Smoothing:
   rho: Any                 # float or traced scalar in [0, 1]
   num_samples: int
   target: str = "mean_std"
+  sequential: bool = False  # evaluate the n samples one after another (memory of one)
 
 
 @flax.struct.dataclass
@@ -112,7 +113,8 @@ def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
     loc, scale = apply(z_above)
     return layers.gaussian_log_prob(z, loc, scale)
   if smoothing.target == "mean_std":
-    loc, scale = ou.smooth(apply, smoothing.rho, smoothing.num_samples)(
+    loc, scale = ou.smooth(apply, smoothing.rho, smoothing.num_samples,
+                           sequential=smoothing.sequential)(
         key, z_above, above_loc, above_scale)
     return layers.gaussian_log_prob(z, loc, scale)
 
@@ -120,7 +122,8 @@ def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
     loc, scale = apply(h)
     return loc / scale, scale
 
-  ratio, scale = ou.smooth(ratio_and_scale, smoothing.rho, smoothing.num_samples)(
+  ratio, scale = ou.smooth(ratio_and_scale, smoothing.rho, smoothing.num_samples,
+                           sequential=smoothing.sequential)(
       key, z_above, above_loc, above_scale)
   return layers.gaussian_log_prob_ratio(z, ratio, scale)
 
@@ -180,7 +183,8 @@ def loss_and_metrics(params, model, x, key, step, cfg):
     extra = {}
     if cfg.method == "hvae":
       rho = rho_at(step, cfg.rho, cfg.rho_anneal_steps)
-      smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target)
+      smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target,
+                            getattr(cfg, "ou_sequential", False))
       extra["rho"] = rho
     terms = layer_terms(model, params, x, key, smoothing)
     log_px, kl = terms.log_px, terms.kl

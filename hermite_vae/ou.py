@@ -142,7 +142,7 @@ def ou_expectation(fn: Callable[[Array], PyTree], rho, n: int):
   return estimate
 
 
-def smooth(fn: Callable[[Array], PyTree], rho, n: int):
+def smooth(fn: Callable[[Array], PyTree], rho, n: int, *, sequential: bool = False):
   """OU smoothing for the gradient only — the Hermite VAE primitive (paper §2.2).
 
   ``smoothed = smooth(fn, rho, n)``; ``y = smoothed(key, z)`` or
@@ -162,6 +162,15 @@ def smooth(fn: Callable[[Array], PyTree], rho, n: int):
       changes inside jit). rho=1 gives the plain gradient of fn, rho=0 the gradient of
       the MC estimate of E[fn].
     n: number of correlated samples (static, >= 1); the paper uses 5–10.
+    sequential: how the backward pass evaluates the n samples. False: all at once
+      (``vmap``: sample-batched matmuls, n times one evaluation's activations held
+      briefly); True: one after another (``lax.scan``, accumulating the cotangents: the
+      memory of one evaluation, for large convolutional layers).
+
+  Cost: the forward pass evaluates ``fn`` once (the value) and keeps only its inputs and
+  the noise; the Monte-Carlo evaluations and their linearization happen in the backward
+  pass, so no activations of the n samples are held between the two passes. In matmul
+  FLOPs one gradient costs 1 + 3n evaluations of ``fn`` (value; n forward, 2n backward).
   """
   validate_rho(rho)
   validate_n(n)
@@ -175,7 +184,8 @@ def smooth(fn: Callable[[Array], PyTree], rho, n: int):
     primal = fn(z)
     converted, consts = jax.closure_convert(fn, z)
     rho_arr = jnp.asarray(rho, dtype=z.dtype)
-    return _smoothed_core(converted, primal, z, loc, scale, eps, rho_arr, tuple(consts))
+    return _smoothed_core(converted, sequential, primal, z, loc, scale, eps, rho_arr,
+                          tuple(consts))
 
   return smoothed
 
@@ -188,26 +198,50 @@ def _zeros_cotangent(x):
   return np.zeros(x.shape, dtype=jax.dtypes.float0)
 
 
-def _primal(converted, primal, z, loc, scale, eps, rho, consts):
-  del converted, z, loc, scale, eps, rho, consts
+def _primal(converted, sequential, primal, z, loc, scale, eps, rho, consts):
+  del converted, sequential, z, loc, scale, eps, rho, consts
   return primal
 
 
-def _core_fwd(converted, primal, z, loc, scale, eps, rho, consts):
+def _core_fwd(converted, sequential, primal, z, loc, scale, eps, rho, consts):
+  del converted, sequential
+  # Only the inputs and the noise are kept: the Monte-Carlo evaluations happen in the
+  # backward pass (their values are never needed, only their linearization).
+  return primal, (z, loc, scale, eps, rho, consts)
+
+
+def _mc_pullback(converted, z, loc, scale, eps, rho, consts, g):
+  """Cotangents of (z, loc, scale, consts) for the mean over eps's leading axis."""
   def mc(z, loc, scale, consts):
     return _mc_mean(lambda p: converted(p, *consts), z, loc, scale, eps, rho)
 
   _, pullback = jax.vjp(mc, z, loc, scale, consts)
-  return primal, (pullback, eps, rho)
+  return pullback(g)
 
 
-def _core_bwd(converted, residuals, g):
-  del converted
-  pullback, eps, rho = residuals
-  dz, dloc, dscale, dconsts = pullback(g)
+def _sequential_pullback(converted, z, loc, scale, eps, rho, consts, g):
+  """The same sum, one sample at a time (scan), holding one evaluation's activations."""
+  g = jax.tree_util.tree_map(lambda v: v / eps.shape[0], g)
+
+  def body(acc, eps_k):
+    def one(z, loc, scale, consts):
+      return converted(_ou_points(z, loc, scale, eps_k, rho), *consts)
+
+    _, pullback = jax.vjp(one, z, loc, scale, consts)
+    return jax.tree_util.tree_map(jnp.add, acc, pullback(g)), None
+
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, (z, loc, scale, consts))
+  total, _ = jax.lax.scan(body, zeros, eps)
+  return total
+
+
+def _core_bwd(converted, sequential, residuals, g):
+  z, loc, scale, eps, rho, consts = residuals
+  pullback = _sequential_pullback if sequential else _mc_pullback
+  dz, dloc, dscale, dconsts = pullback(converted, z, loc, scale, eps, rho, consts, g)
   # None: symbolic zero for the direct path fn(z), so its backward pass is skipped.
   return None, dz, dloc, dscale, _zeros_cotangent(eps), _zeros_cotangent(rho), dconsts
 
 
-_smoothed_core = jax.custom_vjp(_primal, nondiff_argnums=(0,))
+_smoothed_core = jax.custom_vjp(_primal, nondiff_argnums=(0, 1))
 _smoothed_core.defvjp(_core_fwd, _core_bwd)

@@ -61,6 +61,7 @@ class ObjectiveConfig:
   kl_warmup_start: int
   kl_warmup_steps: int
   free_bits: float
+  ou_sequential: bool = False
 
   @classmethod
   def from_config(cls, c):
@@ -68,7 +69,8 @@ class ObjectiveConfig:
                rho_anneal_steps=int(c.rho_anneal_fraction * c.num_train_steps),
                num_ou_samples=c.num_ou_samples, smooth_target=c.smooth_target,
                num_iw_samples=c.num_iw_samples, kl_warmup_start=c.kl_warmup_start,
-               kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits))
+               kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits),
+               ou_sequential=bool(c.get("ou_sequential", False)))
 
 
 def create_model(config, num_pixels: int):

@@ -91,3 +91,11 @@ def test_free_bits_and_annealing_change_loss_not_elbo():
   assert float(m_fb["elbo_nats"]) == float(m["elbo_nats"]) == float(m_kl["elbo_nats"])
   assert float(m_fb["loss"]) > float(m["loss"])           # KL floor of 100 nats per layer
   assert float(m_kl["loss"]) == pytest.approx(-float(m["reconstruction_nats"]))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "resnet"])
+def test_sequential_ou_samples_give_the_same_gradient(arch):
+  g_batched, m_batched = _grads(arch, method="hvae", rho=0.5)
+  g_seq, m_seq = _grads(arch, method="hvae", rho=0.5, ou_sequential=True)
+  assert float(m_batched["loss"]) == float(m_seq["loss"])
+  assert _close(g_batched, g_seq, rtol=1e-4, atol=1e-6)

@@ -196,8 +196,9 @@ def test_primal_is_bit_equal_to_fn():
       np.testing.assert_array_equal(got[k], want[k])
 
 
+@pytest.mark.parametrize("sequential", [False, True])
 @pytest.mark.parametrize("with_loc_scale", [False, True])
-def test_gradient_is_gradient_of_mc_estimator(with_loc_scale):
+def test_gradient_is_gradient_of_mc_estimator(with_loc_scale, sequential):
   z = jax.random.normal(KEY, (4, 3))
   loc = jnp.linspace(-1, 1, 3)
   scale = jnp.array([0.5, 1.5, 2.0])
@@ -207,7 +208,8 @@ def test_gradient_is_gradient_of_mc_estimator(with_loc_scale):
     return _loss(estimator(lambda p: _net(params, p), 0.6, 6)(KEY, *a))
 
   argnums = tuple(range(len(args) + 1))
-  g_smooth = jax.grad(lambda *a: via(smooth, *a), argnums)(PARAMS, *args)
+  smooth_ = lambda f, rho, n: smooth(f, rho, n, sequential=sequential)
+  g_smooth = jax.grad(lambda *a: via(smooth_, *a), argnums)(PARAMS, *args)
   g_mc = jax.grad(lambda *a: via(ou_expectation, *a), argnums)(PARAMS, *args)
   for gs, gm in zip(jax.tree_util.tree_leaves(g_smooth), jax.tree_util.tree_leaves(g_mc)):
     np.testing.assert_allclose(gs, gm, rtol=1e-5, atol=1e-6)
