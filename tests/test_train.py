@@ -203,7 +203,7 @@ from configs import smoke
 from hermite_vae import train, metrics_io
 c = smoke.get_config()
 c.method = sys.argv[2]
-c.num_train_steps = 4; c.log_every = 1; c.eval_every = 4
+c.num_train_steps = 4; c.log_every = 2; c.eval_every = 4  # 2 steps per dispatch
 out = train.train_and_evaluate(c, sys.argv[1])
 print(json.dumps({{"devices": jax.device_count(), "eval": out,
                   "train": metrics_io.read_metrics(sys.argv[1])}}))
