@@ -1,8 +1,7 @@
 """CIFAR-10 with the MLP hierarchy and a discretized-logistic likelihood (bits/dim).
 
-Not the paper's CIFAR-10 model (ResNets with 8x16x16 convolutional latents, §5.2.2, not
-implemented here): an MLP stand-in over the 3072 sub-pixels, for trying the objective on
-8-bit images. Latents 64-32-16-8 with 2x(1000..125) tanh units per stochastic layer.
+Not the paper's CIFAR-10 model (that is ``cifar10_resnet.py``, §5.2.2): an MLP over the
+3072 sub-pixels, a cheaper way to try the objective on 8-bit images. Latents 64-32-16-8 with 2x(1000..125) tanh units per stochastic layer.
 """
 from configs import default
 

@@ -14,12 +14,12 @@ def get_config():
   c.rho = 0.9                     # OU correlation in [0, 1]; 1 = plain VAE gradient
   c.rho_anneal_fraction = 0.0     # > 0: rho rises linearly to 1 over this fraction of training
   c.num_ou_samples = 5            # n correlated samples for U_rho (paper: 5-10)
-  c.smooth_target = "mean_std"
+  c.smooth_target = "mean_std"    # mean_std | ratio
   # True: the backward pass evaluates the n OU samples one after another (lax.scan) instead
   # of at once; same gradient, the memory of one sample (mnist_resnet, batch 32: HVAE peak
   # 560 -> 317 MiB, the VAE's 318); slower on small models (mnist_mlp hvae5 on a 2-core
   # CPU: 9.5 -> 13.2 ms/step).
-  c.ou_sequential = False    # mean_std | ratio
+  c.ou_sequential = False
   c.num_iw_samples = 5            # k for method=iwae
   c.kl_warmup_start = 0           # KL annealing: weight 0 for this many steps,
   c.kl_warmup_steps = 0           # then linear to 1 over this many (0, 0: off)

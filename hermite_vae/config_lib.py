@@ -74,10 +74,11 @@ def validate(config) -> None:
   requested = c.get("likelihood", "auto")
   if requested != "auto" and requested not in layers.LIKELIHOODS:
     _fail("likelihood", requested, f"expected 'auto' or one of {sorted(layers.LIKELIHOODS)}")
-  if requested != "auto" and requested != likelihood(c):
-    pixels = "8-bit" if likelihood(c) == "discretized_logistic" else "binary"
+  expected = likelihood(c)
+  if requested not in ("auto", expected):
+    pixels = "8-bit" if expected == "discretized_logistic" else "binary"
     _fail("likelihood", requested, f"dataset {c.dataset!r} has {pixels} pixels; use "
-          f"{likelihood(c)!r} (or 'auto')")
+          f"{expected!r} (or 'auto')")
   if c.data_source not in sources.SOURCES:
     _fail("data_source", c.data_source, f"expected one of {sources.SOURCES}")
 

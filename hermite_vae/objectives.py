@@ -164,7 +164,7 @@ def loss_and_metrics(params, model, x, key, step, cfg):
   """Training loss (what is differentiated) and metrics (always the original model).
 
   ``cfg`` needs: method, rho, rho_anneal_steps, num_ou_samples, smooth_target,
-  num_iw_samples, kl_warmup_start, kl_warmup_steps, free_bits.
+  num_iw_samples, kl_warmup_start, kl_warmup_steps, free_bits, ou_sequential.
   """
   if cfg.method == "iwae":
     keys = jax.random.split(key, cfg.num_iw_samples)
@@ -183,8 +183,7 @@ def loss_and_metrics(params, model, x, key, step, cfg):
     extra = {}
     if cfg.method == "hvae":
       rho = rho_at(step, cfg.rho, cfg.rho_anneal_steps)
-      smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target,
-                            getattr(cfg, "ou_sequential", False))
+      smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target, cfg.ou_sequential)
       extra["rho"] = rho
     terms = layer_terms(model, params, x, key, smoothing)
     log_px, kl = terms.log_px, terms.kl

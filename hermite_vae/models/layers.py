@@ -82,11 +82,16 @@ class DiscretizedLogisticLayer(nn.Module):
   def __call__(self, h):
     h = TanhMLP(self.widths, name="mlp")(h)
     loc = nn.Dense(self.num_pixels, name="loc")(h)
-    log_scale = jnp.maximum(nn.Dense(self.num_pixels, name="log_scale")(h), MIN_LOG_SCALE)
-    return jnp.concatenate([loc, log_scale], axis=-1)
+    return logistic_params(loc, nn.Dense(self.num_pixels, name="log_scale")(h))
 
 
 MIN_LOG_SCALE = -7.0
+
+
+def logistic_params(loc, raw_log_scale):
+  """The discretized-logistic decoder output: [loc, max(raw_log_scale, MIN_LOG_SCALE)]
+  concatenated on the last axis (split again by :func:`log_likelihood`)."""
+  return jnp.concatenate([loc, jnp.maximum(raw_log_scale, MIN_LOG_SCALE)], axis=-1)
 LIKELIHOODS = {"bernoulli": BernoulliLayer, "discretized_logistic": DiscretizedLogisticLayer}
 
 

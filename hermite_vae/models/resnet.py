@@ -23,10 +23,9 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
-from hermite_vae.models.layers import MIN_LOG_SCALE, bounded_scale
+from hermite_vae.models.layers import bounded_scale, logistic_params
 
 
 class ResBlock(nn.Module):
@@ -94,8 +93,8 @@ class ConvLikelihoodLayer(nn.Module):
     if self.likelihood == "bernoulli":
       return _flatten_maps(nn.Conv(colours, (3, 3), name="logits")(h))
     loc = nn.Conv(colours, (3, 3), name="loc")(h)
-    log_scale = jnp.maximum(nn.Conv(colours, (3, 3), name="log_scale")(h), MIN_LOG_SCALE)
-    return jnp.concatenate([_flatten_maps(loc), _flatten_maps(log_scale)], axis=-1)
+    log_scale = nn.Conv(colours, (3, 3), name="log_scale")(h)
+    return logistic_params(_flatten_maps(loc), _flatten_maps(log_scale))
 
 
 class HierarchicalResNetVAE(LayerwiseHierarchy):
