@@ -14,7 +14,12 @@ def get_config():
   c.rho = 0.9                     # OU correlation in [0, 1]; 1 = plain VAE gradient
   c.rho_anneal_fraction = 0.0     # > 0: rho rises linearly to 1 over this fraction of training
   c.num_ou_samples = 5            # n correlated samples for U_rho (paper: 5-10)
-  c.smooth_target = "mean_std"    # mean_std | ratio
+  c.smooth_target = "mean_std"    # mean_std | ratio (smooth (mu, sigma) or (mu/sigma, sigma))
+  # Which gradient the smoothing gives (method=hvae). substitute (the paper's §2.2): the
+  # gradient of log N(z_i; U_rho mu_i, U_rho sigma_i), derivative of log N taken at the
+  # smoothed mean and scale. jacobian (ablation): log N differentiated at the original
+  # (mu_i, sigma_i), only the Jacobian of (mu_i, sigma_i) smoothed.
+  c.hvae_gradient = "substitute"
   # True: the backward pass evaluates the n OU samples one after another (lax.scan) instead
   # of at once; same gradient, the memory of one sample (mnist_resnet, batch 32: HVAE peak
   # 560 -> 317 MiB, the VAE's 318); slower on small models (mnist_mlp hvae5 on a 2-core

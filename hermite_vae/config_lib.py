@@ -25,6 +25,9 @@ def validate(config) -> None:
     _fail("rho_anneal_fraction", c.rho_anneal_fraction, "must be in [0, 1]")
   if c.smooth_target not in objectives.SMOOTH_TARGETS:
     _fail("smooth_target", c.smooth_target, f"expected one of {objectives.SMOOTH_TARGETS}")
+  gradient = c.get("hvae_gradient", "substitute")
+  if gradient not in objectives.HVAE_GRADIENTS:
+    _fail("hvae_gradient", gradient, f"expected one of {objectives.HVAE_GRADIENTS}")
   for key in ("num_ou_samples", "num_iw_samples", "batch_size", "num_train_steps",
               "log_every", "eval_every", "checkpoint_every", "eval_batch_size",
               "deterministic_layers", "keep_checkpoints", "steps_per_dispatch"):

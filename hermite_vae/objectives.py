@@ -15,12 +15,24 @@ around its posterior sample by eq. 4 (loc/scale of q(z_{i+1}|.)). Because ``smoo
 returns the original value and only changes the derivative, the loss value and every
 metric are those of the original model. Never smoothed: q(.|.), p(x|z_1), p(z_L).
 
+``hvae_gradient`` (which derivative replaces the original one):
+  * ``substitute`` (default, the paper's): the gradient of
+    log N(z_i; Û mu_i, Û sigma_i) — the distribution is substituted, so the derivative of
+    log N is taken at the smoothed mean and scale (``smooth(..., outer=log N)``). §2.2:
+    "we substitute N(z_i|mu_i(z_{i+1}), sigma_i(z_{i+1})) with
+    N(z_i|U_rho mu_i(z_{i+1}), U_rho sigma_i(z_{i+1}))", "only done when computing
+    gradients"; §3 analyses this objective.
+  * ``jacobian`` (ablation): log N is differentiated at the original (mu_i, sigma_i) and
+    only the Jacobian of (mu_i, sigma_i) is that of the smoothed functions (``smooth``
+    without ``outer``). Measured on MNIST, it does not prevent collapse (README).
+
 ``smooth_target``:
   * ``mean_std``: smooth (mu_i, sigma_i) -> N(z_i | U_rho mu_i, U_rho sigma_i).
   * ``ratio``: smooth (mu_i / sigma_i, sigma_i) and write the density in natural form,
-    log N = -log sigma - (z/sigma - mu/sigma)^2 / 2 + const. This is our reading of §2.2's
-    "apply the OU semigroup to the ratio of the mean and variance functions", justified in
-    §3 by the variance of (z_1 - mu(z_2)) / sigma(z_2).
+    log N = -log sigma - (z/sigma - mu/sigma)^2 / 2 + const, i.e. substitute
+    N(z_i | Û(mu/sigma) Û sigma, Û sigma). This is our reading of §2.2's "apply the OU
+    semigroup to the ratio of the mean and variance functions", justified in §3 by the
+    variance of (z_1 - mu(z_2)) / sigma(z_2).
 
 Schedules (baselines; the reported ELBO is never affected): KL annealing (a weight on
 the KL terms: 0 for ``kl_warmup_start`` steps, then linear to 1 over ``kl_warmup_steps``),
@@ -42,6 +54,7 @@ from hermite_vae.models import layers
 
 METHODS = ("vae", "iwae", "hvae")
 SMOOTH_TARGETS = ("mean_std", "ratio")
+HVAE_GRADIENTS = ("substitute", "jacobian")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +63,7 @@ class Smoothing:
   num_samples: int
   target: str = "mean_std"
   sequential: bool = False  # evaluate the n samples one after another (memory of one)
+  gradient: str = "substitute"  # substitute | jacobian (see the module docstring)
 
 
 @flax.struct.dataclass
@@ -113,19 +127,18 @@ def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
     loc, scale = apply(z_above)
     return layers.gaussian_log_prob(z, loc, scale)
   if smoothing.target == "mean_std":
-    loc, scale = ou.smooth(apply, smoothing.rho, smoothing.num_samples,
-                           sequential=smoothing.sequential)(
-        key, z_above, above_loc, above_scale)
-    return layers.gaussian_log_prob(z, loc, scale)
-
-  def ratio_and_scale(h):
-    loc, scale = apply(h)
-    return loc / scale, scale
-
-  ratio, scale = ou.smooth(ratio_and_scale, smoothing.rho, smoothing.num_samples,
-                           sequential=smoothing.sequential)(
-      key, z_above, above_loc, above_scale)
-  return layers.gaussian_log_prob_ratio(z, ratio, scale)
+    fn, log_prob = apply, layers.gaussian_log_prob
+  else:
+    def fn(h):
+      loc, scale = apply(h)
+      return loc / scale, scale
+    log_prob = layers.gaussian_log_prob_ratio
+  density = lambda params: log_prob(z, *params)
+  substitute = smoothing.gradient == "substitute"
+  smoothed = ou.smooth(fn, smoothing.rho, smoothing.num_samples,
+                       outer=density if substitute else None,
+                       sequential=smoothing.sequential)(key, z_above, above_loc, above_scale)
+  return smoothed if substitute else density(smoothed)
 
 
 # ---------------------------------------------------------------- schedules
@@ -164,7 +177,8 @@ def loss_and_metrics(params, model, x, key, step, cfg):
   """Training loss (what is differentiated) and metrics (always the original model).
 
   ``cfg`` needs: method, rho, rho_anneal_steps, num_ou_samples, smooth_target,
-  num_iw_samples, kl_warmup_start, kl_warmup_steps, free_bits, ou_sequential.
+  hvae_gradient, num_iw_samples, kl_warmup_start, kl_warmup_steps, free_bits,
+  ou_sequential.
   """
   if cfg.method == "iwae":
     keys = jax.random.split(key, cfg.num_iw_samples)
@@ -183,7 +197,8 @@ def loss_and_metrics(params, model, x, key, step, cfg):
     extra = {}
     if cfg.method == "hvae":
       rho = rho_at(step, cfg.rho, cfg.rho_anneal_steps)
-      smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target, cfg.ou_sequential)
+      smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target, cfg.ou_sequential,
+                            cfg.hvae_gradient)
       extra["rho"] = rho
     terms = layer_terms(model, params, x, key, smoothing)
     log_px, kl = terms.log_px, terms.kl

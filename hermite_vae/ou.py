@@ -29,6 +29,7 @@ law U_rho U_sigma = U_{rho sigma}.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, Callable, Optional
 
@@ -142,38 +143,57 @@ def ou_expectation(fn: Callable[[Array], PyTree], rho, n: int):
   return estimate
 
 
-def smooth(fn: Callable[[Array], PyTree], rho, n: int, *, sequential: bool = False):
+def smooth(fn: Callable[[Array], PyTree], rho, n: int, *,
+           outer: Optional[Callable[[PyTree], PyTree]] = None, sequential: bool = False):
   """OU smoothing for the gradient only — the Hermite VAE primitive (paper §2.2).
 
   ``smoothed = smooth(fn, rho, n)``; ``y = smoothed(key, z)`` or
-  ``y = smoothed(key, z, loc, scale)``.
+  ``y = smoothed(key, z, loc, scale)``. With Û the Monte-Carlo estimate of U_rho,
+  ``Û fn(z) = (1/n) sum_k fn(z'_k)``, z'_k from eq. 3 (no loc/scale) or eq. 4
+  (``z = loc + scale * eps``), there are two semantics:
 
-  * Value: exactly ``fn(z)`` (bit-equal; no samples are drawn unless differentiated).
-  * Reverse-mode derivative: that of the MC estimate ``(1/n) sum_k fn(z'_k)`` of
-    U_rho fn(z), with z'_k from eq. 3 (no loc/scale) or eq. 4 (``z = loc + scale*eps``),
-    with respect to ``z``, ``loc``, ``scale`` and every floating array ``fn`` closes
-    over (e.g. Flax parameters captured in a closure). ``rho`` and ``key`` get no
-    gradient.
-  * Forward-mode (jvp) is not defined (``custom_vjp``).
+  * **Jacobian form** (``outer=None``): value exactly ``fn(z)``; reverse-mode
+    derivative that of ``Û fn(z)``. Downstream code differentiates at the *original*
+    value and only the Jacobian of ``fn`` is replaced by that of the smoothed function.
+  * **Substitution form** (``outer=g``): value exactly ``g(fn(z))``; reverse-mode
+    derivative that of ``g(Û fn(z))`` — the derivative of ``g`` is taken *at the smoothed
+    value* ``Û fn(z)``. This is the paper's Hermite VAE gradient: §2.2 substitutes the
+    *distribution* N(z_i | mu_i, sigma_i) by N(z_i | U_rho mu_i, U_rho sigma_i) when
+    computing gradients, i.e. ``fn = z_{i+1} -> (mu_i, sigma_i)`` and
+    ``g = (mu, sigma) -> log N(z_i; mu, sigma)``. For nonlinear ``g`` the two forms differ
+    (their difference is O(1 - rho^2), and in practice decides whether the upper layers
+    of a deep hierarchy collapse); for linear ``g`` they coincide.
+
+  Both forms give gradients with respect to ``z``, ``loc``, ``scale`` and every floating
+  array ``fn`` or ``g`` closes over (e.g. Flax parameters captured in a closure, or the
+  sample ``z_i`` that ``g`` scores); they are hoisted with :func:`jax.closure_convert`.
+  ``rho`` and ``key`` get no gradient. Forward-mode (jvp) is not defined (``custom_vjp``).
+  Both work under ``jit`` and ``vmap`` and with a traced ``rho``.
 
   Args:
     fn: function of one array returning a pytree of arrays.
     rho: smoothing in [0, 1]; a Python float or a JAX scalar (no recompilation when it
-      changes inside jit). rho=1 gives the plain gradient of fn, rho=0 the gradient of
-      the MC estimate of E[fn].
+      changes inside jit). rho=1 gives the plain gradient (of fn, or of g∘fn), rho=0 the
+      gradient with fn replaced by the MC estimate of E[fn].
     n: number of correlated samples (static, >= 1); the paper uses 5–10.
+    outer: optional function ``g`` from fn's output pytree to a pytree of arrays
+      (substitution form). ``None``: Jacobian form.
     sequential: how the backward pass evaluates the n samples. False: all at once
       (``vmap``: sample-batched matmuls, n times one evaluation's activations held
       briefly); True: one after another (``lax.scan``, accumulating the cotangents: the
       memory of one evaluation, for large convolutional layers).
 
-  Cost: the forward pass evaluates ``fn`` once (the value) and keeps only its inputs and
+  Cost: the forward pass evaluates ``fn`` (and ``g``) once and keeps only the inputs and
   the noise; the Monte-Carlo evaluations and their linearization happen in the backward
   pass, so no activations of the n samples are held between the two passes. In matmul
-  FLOPs one gradient costs 1 + 3n evaluations of ``fn`` (value; n forward, 2n backward).
+  FLOPs one gradient costs 1 + 3n evaluations of ``fn`` (value; n forward, 2n backward);
+  the substitution form with ``sequential=True`` needs Û fn(z) before its first
+  pullback and so adds n forward evaluations (1 + 4n).
   """
   validate_rho(rho)
   validate_n(n)
+  if outer is not None and not callable(outer):
+    raise ValueError(f"outer must be a callable or None, got outer={outer!r}")
 
   def smoothed(key, z, loc=None, scale=None):
     _validate_z(z)
@@ -181,11 +201,16 @@ def smooth(fn: Callable[[Array], PyTree], rho, n: int, *, sequential: bool = Fal
     # The primal is computed here, outside the custom_vjp, so that a Flax module can
     # create its parameters in `fn` during `init`; the custom_vjp only attaches the
     # smoothed derivative and sends a zero cotangent into this direct path.
-    primal = fn(z)
+    inner = fn(z)
     converted, consts = jax.closure_convert(fn, z)
     rho_arr = jnp.asarray(rho, dtype=z.dtype)
-    return _smoothed_core(converted, sequential, primal, z, loc, scale, eps, rho_arr,
-                          tuple(consts))
+    if outer is None:
+      return _smoothed_core(converted, sequential, inner, z, loc, scale, eps, rho_arr,
+                            tuple(consts))
+    primal = outer(inner)
+    outer_converted, outer_consts = jax.closure_convert(outer, inner)
+    return _substituted_core(converted, outer_converted, sequential, primal, z, loc, scale,
+                             eps, rho_arr, tuple(consts), tuple(outer_consts))
 
   return smoothed
 
@@ -245,3 +270,51 @@ def _core_bwd(converted, sequential, residuals, g):
 
 _smoothed_core = jax.custom_vjp(_primal, nondiff_argnums=(0, 1))
 _smoothed_core.defvjp(_core_fwd, _core_bwd)
+
+
+# ------------------------------------------------- substitution form (outer=g)
+
+def _sub_primal(converted, outer, sequential, primal, z, loc, scale, eps, rho, consts,
+                outer_consts):
+  del converted, outer, sequential, z, loc, scale, eps, rho, consts, outer_consts
+  return primal
+
+
+def _sub_fwd(converted, outer, sequential, primal, z, loc, scale, eps, rho, consts,
+             outer_consts):
+  del converted, outer, sequential
+  return primal, (z, loc, scale, eps, rho, consts, outer_consts)
+
+
+def _sequential_mean(converted, z, loc, scale, eps, rho, consts):
+  """Û fn(z) = (1/n) sum_k fn(z'_k), one sample at a time (no derivatives)."""
+  def body(acc, eps_k):
+    value = converted(_ou_points(z, loc, scale, eps_k, rho), *consts)
+    return jax.tree_util.tree_map(jnp.add, acc, value), None
+
+  first = converted(_ou_points(z, loc, scale, eps[0], rho), *consts)
+  total, _ = jax.lax.scan(body, first, eps[1:])
+  return jax.tree_util.tree_map(lambda v: v / eps.shape[0], total)
+
+
+def _sub_bwd(converted, outer, sequential, residuals, g):
+  z, loc, scale, eps, rho, consts, outer_consts = residuals
+  if sequential:
+    mean = _sequential_mean(converted, z, loc, scale, eps, rho, consts)
+    inner_pullback = functools.partial(_sequential_pullback, converted, z, loc, scale, eps,
+                                       rho, consts)
+  else:
+    def mc(z, loc, scale, consts):
+      return _mc_mean(lambda p: converted(p, *consts), z, loc, scale, eps, rho)
+
+    mean, inner_pullback = jax.vjp(mc, z, loc, scale, consts)
+  # The derivative of g is taken at the smoothed value Û fn(z) (the substitution).
+  _, outer_pullback = jax.vjp(outer, mean, *outer_consts)
+  g_mean, *d_outer_consts = outer_pullback(g)
+  dz, dloc, dscale, dconsts = inner_pullback(g_mean)
+  return (None, dz, dloc, dscale, _zeros_cotangent(eps), _zeros_cotangent(rho), dconsts,
+          tuple(d_outer_consts))
+
+
+_substituted_core = jax.custom_vjp(_sub_primal, nondiff_argnums=(0, 1, 2))
+_substituted_core.defvjp(_sub_fwd, _sub_bwd)

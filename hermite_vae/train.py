@@ -62,6 +62,7 @@ class ObjectiveConfig:
   kl_warmup_steps: int
   free_bits: float
   ou_sequential: bool = False
+  hvae_gradient: str = "substitute"
 
   @classmethod
   def from_config(cls, c):
@@ -70,7 +71,8 @@ class ObjectiveConfig:
                num_ou_samples=c.num_ou_samples, smooth_target=c.smooth_target,
                num_iw_samples=c.num_iw_samples, kl_warmup_start=c.kl_warmup_start,
                kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits),
-               ou_sequential=bool(c.get("ou_sequential", False)))
+               ou_sequential=bool(c.get("ou_sequential", False)),
+               hvae_gradient=c.get("hvae_gradient", "substitute"))
 
 
 def create_model(config, num_pixels: int):

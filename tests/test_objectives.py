@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hermite_vae import objectives
+from hermite_vae.models import layers
 from hermite_vae.models.mlp import HierarchicalVAE
 from hermite_vae.models.resnet import HierarchicalResNetVAE
 from hermite_vae.train import ObjectiveConfig
@@ -37,18 +38,22 @@ def _close(a, b, **kw):
 
 @pytest.mark.parametrize("arch", ["mlp", "resnet"])
 @pytest.mark.parametrize("target", ["mean_std", "ratio"])
-def test_hvae_at_rho_one_equals_vae(target, arch):
+@pytest.mark.parametrize("gradient", objectives.HVAE_GRADIENTS)
+def test_hvae_at_rho_one_equals_vae(target, arch, gradient):
   g_vae, m_vae = _grads(arch)
-  g_hvae, m_hvae = _grads(arch, method="hvae", rho=1.0, smooth_target=target)
+  g_hvae, m_hvae = _grads(arch, method="hvae", rho=1.0, smooth_target=target,
+                          hvae_gradient=gradient)
   assert _close(g_vae, g_hvae, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(m_vae["elbo_nats"], m_hvae["elbo_nats"], rtol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "resnet"])
 @pytest.mark.parametrize("target", ["mean_std", "ratio"])
-def test_smoothing_only_on_intermediate_generator_layers(target, arch):
+@pytest.mark.parametrize("gradient", objectives.HVAE_GRADIENTS)
+def test_smoothing_only_on_intermediate_generator_layers(target, arch, gradient):
   g_vae, m_vae = _grads(arch)
-  g_hvae, m_hvae = _grads(arch, method="hvae", rho=0.5, smooth_target=target)
+  g_hvae, m_hvae = _grads(arch, method="hvae", rho=0.5, smooth_target=target,
+                          hvae_gradient=gradient)
   # Reported numbers are the original model's (the ratio form of the density differs
   # from the mean form only by float rounding).
   tol = 0 if target == "mean_std" else 1e-6
@@ -59,6 +64,53 @@ def test_smoothing_only_on_intermediate_generator_layers(target, arch):
   # Every intermediate generator layer p(z_i|z_{i+1}) is smoothed.
   for name in ("p_z1", "p_z2"):
     assert not _close(g_vae[name], g_hvae[name], rtol=1e-3, atol=1e-4), name
+
+
+def _reference_hvae_loss(params, rho, n, eq4=True, model=MODEL):
+  """The substituted objective written out here, independently of ``ou.smooth``: value
+  of the original model, gradient of log N(z_i; mean_k mu(z'_k), mean_k sigma(z'_k))
+  with z'_k from eq. 4 around z_{i+1}'s posterior sample (eq. 3 when ``eq4=False``).
+  Same noise as the library: eps ~ N(0, I) of shape [n, B, d] from fold_in(key, 1000+i)."""
+  variables = {"params": params}
+  path = objectives.encode_path(model, params, X, KEY)
+  out = model.apply(variables, path[0][0], method=model.decode)
+  log_px = layers.log_likelihood(model.likelihood, objectives.flatten(X), out)
+  kls = []
+  for i in range(len(path) - 1):
+    (z, q_loc, q_scale), (z_above, loc, scale) = path[i], path[i + 1]
+    gen = lambda h, i=i: model.apply(variables, i, h, method=model.generate_layer)
+    eps = jax.random.normal(jax.random.fold_in(KEY, 1000 + i), (n,) + z_above.shape)
+    if eq4:
+      points = rho * z_above + (1 - rho) * loc + scale * np.sqrt(1 - rho**2) * eps
+    else:
+      points = rho * z_above + np.sqrt(1 - rho**2) * eps
+    mu, sigma = jax.tree_util.tree_map(lambda v: v.mean(0), jax.vmap(gen)(points))
+    smoothed = layers.gaussian_log_prob(z, mu, sigma)
+    original = layers.gaussian_log_prob(z, *gen(z_above))
+    log_p = jax.lax.stop_gradient(original - smoothed) + smoothed
+    kls.append(layers.gaussian_log_prob(z, q_loc, q_scale) - log_p)
+  kls.append(layers.kl_to_standard_normal(path[-1][1], path[-1][2]))
+  return -(jnp.mean(log_px) - jnp.sum(jnp.mean(jnp.stack(kls), axis=1)))
+
+
+def test_hvae_gradient_matches_an_independent_reference_with_eq4():
+  rho, n = 0.5, 4
+  g_lib, m_lib = _grads(method="hvae", rho=rho, num_ou_samples=n)
+  loss_ref, g_ref = jax.value_and_grad(_reference_hvae_loss)(PARAMS, rho, n)
+  np.testing.assert_allclose(m_lib["loss"], loss_ref, rtol=1e-6)
+  assert _close(g_lib, g_ref, rtol=1e-4, atol=1e-6)
+  # OU samples drawn by eq. 3 (ignoring the posterior's loc/scale) give another gradient.
+  g_eq3 = jax.grad(_reference_hvae_loss)(PARAMS, rho, n, eq4=False)
+  assert not _close(g_eq3["p_z1"], g_ref["p_z1"], rtol=1e-3, atol=1e-5)
+
+
+def test_substitute_and_jacobian_gradients_differ_only_in_the_generator():
+  g_sub, m_sub = _grads(method="hvae", rho=0.5, hvae_gradient="substitute")
+  g_jac, m_jac = _grads(method="hvae", rho=0.5, hvae_gradient="jacobian")
+  assert float(m_sub["loss"]) == float(m_jac["loss"])
+  assert _close(g_sub["p_x"], g_jac["p_x"], rtol=1e-6, atol=1e-7)
+  for name in ("p_z1", "p_z2"):
+    assert not _close(g_sub[name], g_jac[name], rtol=1e-3, atol=1e-4), name
 
 
 def test_iwae_bound_at_least_elbo_on_average():
@@ -94,8 +146,10 @@ def test_free_bits_and_annealing_change_loss_not_elbo():
 
 
 @pytest.mark.parametrize("arch", ["mlp", "resnet"])
-def test_sequential_ou_samples_give_the_same_gradient(arch):
-  g_batched, m_batched = _grads(arch, method="hvae", rho=0.5)
-  g_seq, m_seq = _grads(arch, method="hvae", rho=0.5, ou_sequential=True)
+@pytest.mark.parametrize("gradient", objectives.HVAE_GRADIENTS)
+def test_sequential_ou_samples_give_the_same_gradient(arch, gradient):
+  g_batched, m_batched = _grads(arch, method="hvae", rho=0.5, hvae_gradient=gradient)
+  g_seq, m_seq = _grads(arch, method="hvae", rho=0.5, ou_sequential=True,
+                        hvae_gradient=gradient)
   assert float(m_batched["loss"]) == float(m_seq["loss"])
   assert _close(g_batched, g_seq, rtol=1e-4, atol=1e-6)
