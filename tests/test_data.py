@@ -2,6 +2,7 @@
 import gzip
 import os
 import pickle
+import time
 
 import jax
 import numpy as np
@@ -48,6 +49,118 @@ def test_idx_roundtrip_gz_and_plain(tmp_path):
   for name in ("a.gz", "b"):
     _write_idx(str(tmp_path / name), x)
     np.testing.assert_array_equal(formats.read_idx_images(str(tmp_path / name))[..., 0], x)
+
+
+def test_idx_pixel_order_from_hand_built_bytes(tmp_path):
+  # The idx format stores images one after another, rows top to bottom, each row left
+  # to right. Pixel (n, r, c) holds (40 n + 3 r + 5 c) mod 256, written byte by byte.
+  n, h, w = 3, 4, 6
+  value = lambda i, r, c: (40 * i + 3 * r + 5 * c) % 256
+  raw = bytearray((2051).to_bytes(4, "big") + b"".join(v.to_bytes(4, "big") for v in (n, h, w)))
+  for i in range(n):
+    for r in range(h):
+      for c in range(w):
+        raw.append(value(i, r, c))
+  path = str(tmp_path / "t10k-images-idx3-ubyte")
+  with open(path, "wb") as f:
+    f.write(bytes(raw))
+  got = formats.read_idx_images(path)
+  assert got.shape == (n, h, w, 1)
+  for i in range(n):
+    for r in range(h):
+      for c in range(w):
+        assert got[i, r, c, 0] == value(i, r, c), (i, r, c)
+
+
+def test_chardata_from_hand_built_column_major_images(tmp_path):
+  # Burda et al.'s chardata.mat: a [784, N] matrix whose column j is image j stored
+  # column-major, i.e. entry 28 c + r is pixel (row r, column c); intensities in [0, 1].
+  images = np.zeros((2, 28, 28))
+  images[0, 3, :] = 1.0        # a horizontal bar in row 3
+  images[1, :, 20] = 0.5       # a vertical bar in column 20
+  images[1, 27, 0] = 1.0       # bottom-left corner
+  columns = np.zeros((784, 2))
+  for j in range(2):
+    for r in range(28):
+      for c in range(28):
+        columns[28 * c + r, j] = images[j, r, c]
+  path = str(tmp_path / "chardata.mat")
+  sio.savemat(path, {"data": columns, "testdata": columns[:, :1]})
+  out = formats.read_chardata(path)
+  np.testing.assert_array_equal(out["train"][..., 0], np.round(images * 255))
+  np.testing.assert_array_equal(out["test"][0, ..., 0], np.round(images[0] * 255))
+
+
+def _marker_images(n, offset):
+  """n 28x28 images; every pixel of image i holds offset + i."""
+  return np.broadcast_to((offset + np.arange(n, dtype=np.uint8))[:, None, None],
+                         (n, 28, 28)).copy()
+
+
+def _markers(images):
+  return images[:, 0, 0, 0].astype(int).tolist()
+
+
+SPLITS = [  # (train_split, eval_split, expected train markers, expected eval markers)
+    ("train[:3]+test[1:3]", "train[-2:]", [0, 1, 2, 101, 102], [8, 9]),
+    ("train[50%:]", "test[:20%]", [5, 6, 7, 8, 9], [100]),
+]
+
+
+@pytest.mark.parametrize("train_split,eval_split,want_train,want_eval", SPLITS)
+def test_split_mapping_on_marker_files(tmp_path, train_split, eval_split, want_train,
+                                       want_eval):
+  _write_idx(str(tmp_path / "train-images-idx3-ubyte"), _marker_images(10, 0))
+  _write_idx(str(tmp_path / "t10k-images-idx3-ubyte"), _marker_images(5, 100))
+  d = data.load("fashion_mnist", "files", str(tmp_path), train_split, eval_split)
+  assert _markers(d.train) == want_train
+  # Fashion-MNIST is dynamically binarized: eval images are binarized once (p = k/255),
+  # so read the markers from the raw split instead.
+  raw = data.load("fashion_mnist", "files", str(tmp_path), eval_split, train_split)
+  assert _markers(raw.train) == want_eval
+
+
+@pytest.mark.parametrize("train_split,eval_split,want_train,want_eval", SPLITS)
+def test_split_mapping_through_tfds(monkeypatch, train_split, eval_split, want_train,
+                                    want_eval):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  full = {"train": _marker_images(10, 0)[..., None], "test": _marker_images(5, 100)[..., None]}
+  requested = []
+
+  def as_data_source(builder, split, *args, **kwargs):
+    del builder, args, kwargs
+    requested.append(split)
+    return [{"image": image, "label": 0} for image in full[split]]
+
+  monkeypatch.setattr(sources, "_tfds_prepared", lambda spec, data_dir: True)
+  with tfds.testing.mock_data(as_data_source_fn=as_data_source):
+    d = data.load("fashion_mnist", "tfds", "", train_split, eval_split)
+    raw = data.load("fashion_mnist", "tfds", "", eval_split, train_split)
+  assert set(requested) <= {"train", "test"}   # whole base splits, sliced here
+  assert _markers(d.train) == want_train and _markers(raw.train) == want_eval
+
+
+def _offline():
+  if sources.network_reachable(3.0):
+    pytest.skip("the network answers: the offline behaviour cannot be observed here")
+
+
+def test_offline_tfds_request_fails_fast_with_the_real_probe(tmp_path):
+  _offline()
+  start = time.time()
+  with pytest.raises(data.DataUnavailableError, match="network is unreachable"):
+    data.load("mnist", "tfds", str(tmp_path))
+  assert time.time() - start < 20
+
+
+def test_offline_auto_falls_back_fast_with_the_real_probe(tmp_path):
+  _offline()
+  start = time.time()
+  d = data.load("binarized_mnist", "auto", str(tmp_path))
+  assert d.info["source"] == "embedded"
+  with pytest.raises(data.DataUnavailableError, match="No data for 'cifar10'"):
+    data.load("cifar10", "auto", str(tmp_path))
+  assert time.time() - start < 30
 
 
 def test_idx_corrupt(tmp_path):
@@ -161,14 +274,6 @@ def test_tfds_offline_error_is_fast(tmp_path, monkeypatch):
   monkeypatch.setattr(sources, "network_reachable", lambda timeout=3.0: False)
   with pytest.raises(data.DataUnavailableError, match="network is unreachable"):
     data.load("mnist", "tfds", str(tmp_path))
-
-
-def test_tfds_mocked():
-  tfds = pytest.importorskip("tensorflow_datasets")
-  with tfds.testing.mock_data(num_examples=12):
-    d = data.load("mnist", "tfds", "", "train[:8]", "test[:4]")
-  assert d.train.shape == (8, 28, 28, 1) and d.eval.shape == (4, 28, 28, 1)
-  assert d.info["source"] == "tfds"
 
 
 def test_errors(tmp_path, mnist_dir):

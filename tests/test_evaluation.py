@@ -165,3 +165,67 @@ def test_evaluate_dataset_keys():
             "active_units_x", "active_units_conditional", "mutual_information_nats"):
     assert k in out
   assert out["bits_per_dim_elbo"] == pytest.approx(-out["elbo_nats"] / (6 * math.log(2)))
+
+
+# ----------------------------------------------------------------------------
+# The library's own log weights and L_K on a model with a closed-form log p(x):
+# p(z2) = N(0, 1), p(z1|z2) = N(a z2 + b, s^2), p(x|z1) = Bernoulli(sigmoid(w z1 + c)),
+# encoder q(z1|x) = p(z1) (the marginal N(b, a^2 + s^2)), q(z2|z1) = p(z2|z1) (exact).
+# Then log p(x, z) - log q(z|x) = log p(x|z1) exactly, and log p(x) =
+# log E_{p(z1)} p(x|z1), a 1-D integral computed by Gauss-Hermite quadrature.
+
+import flax.linen as nn  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+LG_A, LG_B, LG_S = 1.3, 0.4, 0.6
+LG_W = np.array([2.0, -1.5, 0.7, 3.0])
+LG_C = np.array([0.1, 0.5, -0.3, -1.0])
+
+
+class _LinearGaussianChain(nn.Module):
+  likelihood: str = "bernoulli"
+  latent_dims: tuple = (1, 1)
+
+  def encode_layer(self, i, h):
+    if i == 0:   # q(z1|x) = p(z1), independent of x
+      tau = math.sqrt(LG_A**2 + LG_S**2)
+      return jnp.full(h.shape[:-1] + (1,), LG_B), jnp.full(h.shape[:-1] + (1,), tau)
+    v = LG_A**2 + LG_S**2   # q(z2|z1) = p(z2|z1)
+    return LG_A * (h - LG_B) / v, jnp.full_like(h, math.sqrt(LG_S**2 / v))
+
+  def generate_layer(self, i, z_above):
+    del i
+    return LG_A * z_above + LG_B, jnp.full_like(z_above, LG_S)
+
+  def decode(self, z1):
+    return z1 * LG_W + LG_C
+
+  def __call__(self, x, key):
+    return self.decode(self.encode_layer(0, x)[0])
+
+
+def _lg_log_px(x):
+  nodes, weights = np.polynomial.hermite_e.hermegauss(120)   # E over N(0, 1)
+  z1 = LG_B + math.sqrt(LG_A**2 + LG_S**2) * nodes            # [Q]
+  logits = z1[:, None] * LG_W + LG_C                           # [Q, D]
+  log_lik = (x[:, None, :] * logits - np.logaddexp(0, logits)).sum(-1)   # [B, Q]
+  return np.log(np.exp(log_lik) @ (weights / weights.sum()))
+
+
+def test_log_weight_and_iw_bound_against_closed_form():
+  model = _LinearGaussianChain()
+  x = jnp.asarray([[(b >> j) & 1 for j in range(4)] for b in range(16)], jnp.float32)
+  exact = _lg_log_px(np.asarray(x, np.float64))
+  key = jax.random.PRNGKey(0)
+  terms = objectives.layer_terms(model, {}, x, key)
+  # q(z|x) cancels p(z1|z2) p(z2) exactly: the log weight is log p(x|z1) per sample.
+  np.testing.assert_allclose(terms.log_weight, terms.log_px, atol=1e-5)
+  # The Monte-Carlo standard error of L_K from 20k independent log weights.
+  log_w = np.asarray(jax.vmap(lambda k: objectives.layer_terms(model, {}, x, k).log_weight)(
+      jax.random.split(jax.random.PRNGKey(1), 20_000)), np.float64)
+  w = np.exp(log_w - log_w.max(0))
+  std_err = w.std(0) / w.mean(0) / np.sqrt(5000)
+  assert np.all(exact - log_w.mean(0) > 0.1)                 # the encoder is imperfect
+  # L_5000 in chunks of 10 (fresh samples per chunk) converges to log p(x).
+  l5000 = np.asarray(evaluation.iw_bound_batch(model, {}, x, key, 5000, 10), np.float64)
+  assert np.all(np.abs(l5000 - exact) < 5 * std_err + 5e-3), (l5000 - exact, std_err)
+  assert abs(np.mean(l5000 - exact)) < 5 * np.sqrt(np.mean(std_err**2) / 16) + 2e-3

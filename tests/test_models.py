@@ -1,6 +1,9 @@
 """Model shapes and parameter counts of the paper's presets."""
+import os
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from configs import cifar10_mlp, cifar10_resnet, mnist_mlp, mnist_mlp_5layer, mnist_mlp_64, mnist_resnet
@@ -149,6 +152,48 @@ def test_resnet_hierarchy_shapes_and_layer_names():
   out = colour.apply(colour.init(jax.random.PRNGKey(0), xc, jax.random.PRNGKey(1)), xc,
                      jax.random.PRNGKey(1))
   assert out.shape == (2, 2 * 3072)
+
+
+def _conv(c_in, c_out):
+  return 9 * c_in * c_out + c_out                 # 3x3 kernel + bias
+
+
+def _expected_resnet_params(colours, latent, channels, blocks, heads):
+  """conv_in, residual blocks (two convs each), loc and scale heads per Gaussian layer;
+  the decoder: conv_in, blocks, a 3x3 transposed convolution, the likelihood heads."""
+  gaussian = lambda c_in, c_out: (_conv(c_in, channels) + blocks * 2 * _conv(channels, channels)
+                                  + 2 * _conv(channels, c_out))
+  total = sum(gaussian(c_in, c_out) for c_in, c_out in zip((colours,) + latent[:-1], latent))
+  total += sum(gaussian(latent[i + 1], latent[i]) for i in range(len(latent) - 1))
+  total += (_conv(latent[0], channels) + blocks * 2 * _conv(channels, channels)
+            + _conv(channels, channels) + heads * _conv(channels, colours))
+  return total
+
+
+@pytest.mark.parametrize("module,pixels,colours,heads,readme", [
+    (mnist_resnet, 784, 1, 1, "3.1M"), (cifar10_resnet, 3072, 3, 2, "6.7M")])
+def test_resnet_preset_parameter_counts_match_readme(module, pixels, colours, heads, readme):
+  c = module.get_config()
+  model = train.create_model(c, pixels)
+  params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, pixels)),
+                                             jax.random.PRNGKey(1)))
+  expected = _expected_resnet_params(colours, tuple(c.latent_channels), c.resnet_channels,
+                                     c.resnet_blocks, heads)
+  assert count_params(params) == expected
+  assert f"{expected / 1e6:.1f}M" == readme
+  text = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+  assert f"{readme} parameters" in text
+
+
+def test_residual_block_is_the_identity_at_initialisation():
+  from hermite_vae.models.resnet import ResBlock
+  h = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 6))
+  block = ResBlock(6)
+  params = block.init(jax.random.PRNGKey(1), h)
+  np.testing.assert_array_equal(block.apply(params, h), h)
+  # ... and not after a step that moves its second convolution.
+  moved = jax.tree_util.tree_map(lambda p: p + 0.1, params)
+  assert not np.allclose(block.apply(moved, h), h)
 
 
 @pytest.mark.parametrize("module,pixels", [(mnist_resnet, 784), (cifar10_resnet, 3072)])
