@@ -158,6 +158,17 @@ def train_steps(state: TrainState, xs, base_key, **step_kwargs):
   return jax.lax.scan(lambda s, x: train_step(s, x, base_key, **step_kwargs), state, xs)
 
 
+def make_train_steps(model, tx, config, mesh: Mesh):
+  """The jitted training dispatch the trainer runs: ``(state, xs [k, B, ...], key) ->
+  (state, metrics [k, ...])``, state donated and replicated over ``mesh``."""
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(
+      functools.partial(train_steps, model=model, tx=tx, cfg=ObjectiveConfig.from_config(config),
+                        stop_on_nonfinite=not config.skip_nonfinite,
+                        grad_clip_norm=float(config.grad_clip_norm)),
+      donate_argnums=0, out_shardings=(replicated, replicated))
+
+
 def _steps_until_boundary(step: int, config) -> int:
   """Steps to run from ``step`` in one dispatch: at most ``steps_per_dispatch``, ending on
   the next log, eval or checkpoint step (so chunking never changes what is recorded)."""
@@ -216,8 +227,8 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def restore_params(workdir: str, config, num_pixels: int, step=None):
-  """(model, params, step) from the latest (or given) checkpoint of ``workdir``."""
+def restore_state(workdir: str, config, num_pixels: int, step=None):
+  """(model, TrainState, step) from the latest (or given) checkpoint of ``workdir``."""
   model = create_model(config, num_pixels)
   tx = create_optimizer(config)
   abstract = jax.eval_shape(
@@ -228,6 +239,12 @@ def restore_params(workdir: str, config, num_pixels: int, step=None):
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
   state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
   manager.close()
+  return model, state, step
+
+
+def restore_params(workdir: str, config, num_pixels: int, step=None):
+  """(model, params, step) from the latest (or given) checkpoint of ``workdir``."""
+  model, state, step = restore_state(workdir, config, num_pixels, step)
   return model, state.params, step
 
 
@@ -253,7 +270,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   model = create_model(config, num_pixels)
   tx = create_optimizer(config)
-  cfg = ObjectiveConfig.from_config(config)
   root_key = jax.random.PRNGKey(config.seed)
   init_key, train_key, eval_key = (jax.random.fold_in(root_key, i) for i in range(3))
   state = create_train_state(model, tx, init_key, num_pixels)
@@ -279,19 +295,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   log.info("Model %s %s with %d parameters; data %s", type(model).__name__, model.latent_dims,
                run_info["num_params"], loaded.info)
 
-  steps_fn = jax.jit(
-      functools.partial(train_steps, model=model, tx=tx, cfg=cfg,
-                        stop_on_nonfinite=not config.skip_nonfinite,
-                        grad_clip_norm=float(config.grad_clip_norm)),
-      donate_argnums=0, out_shardings=(replicated, replicated))
+  steps_fn = make_train_steps(model, tx, config, mesh)
   progress = metrics_io.Progress(config.num_train_steps, start_step,
                                  config.progress_bar and is_chief)
   pending, t_last, last_eval = [], time.time(), {}
   done = start_step
+  single_process = jax.process_count() == 1
   try:
     while done < config.num_train_steps:
       k = _steps_until_boundary(done, config)
-      state, metrics = steps_fn(state, train_batches.stack(done, k), train_key)
+      # The batches are drawn on device from the state's own step counter: a dispatch
+      # inside an epoch copies nothing from the host (tested with jax.transfer_guard).
+      xs = train_batches.stack(done, k, state.step if single_process else None)
+      state, metrics = steps_fn(state, xs, train_key)
       pending.append(metrics)
       done += k
       if done % config.log_every == 0 or done == config.num_train_steps:

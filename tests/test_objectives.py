@@ -66,7 +66,7 @@ def test_smoothing_only_on_intermediate_generator_layers(target, arch, gradient)
     assert not _close(g_vae[name], g_hvae[name], rtol=1e-3, atol=1e-4), name
 
 
-def _reference_hvae_loss(params, rho, n, eq4=True, model=MODEL):
+def _reference_hvae_loss(params, rho, n, eq4=True, model=MODEL, target="mean_std"):
   """The substituted objective written out here, independently of ``ou.smooth``: value
   of the original model, gradient of log N(z_i; mean_k mu(z'_k), mean_k sigma(z'_k))
   with z'_k from eq. 4 around z_{i+1}'s posterior sample (eq. 3 when ``eq4=False``).
@@ -84,24 +84,51 @@ def _reference_hvae_loss(params, rho, n, eq4=True, model=MODEL):
       points = rho * z_above + (1 - rho) * loc + scale * np.sqrt(1 - rho**2) * eps
     else:
       points = rho * z_above + np.sqrt(1 - rho**2) * eps
-    mu, sigma = jax.tree_util.tree_map(lambda v: v.mean(0), jax.vmap(gen)(points))
-    smoothed = layers.gaussian_log_prob(z, mu, sigma)
+    mu, sigma = jax.vmap(gen)(points)                       # [n, B, d]
     original = layers.gaussian_log_prob(z, *gen(z_above))
+    if target == "mean_std":   # N(z; mean_k mu_k, mean_k sigma_k)
+      smoothed = layers.gaussian_log_prob(z, mu.mean(0), sigma.mean(0))
+    else:                      # natural form with mean_k (mu_k / sigma_k) and mean_k sigma_k
+      ratio, scale = (mu / sigma).mean(0), sigma.mean(0)
+      smoothed = jnp.sum(-0.5 * (z / scale - ratio) ** 2 - jnp.log(scale)
+                         - 0.5 * np.log(2 * np.pi), axis=-1)
     log_p = jax.lax.stop_gradient(original - smoothed) + smoothed
     kls.append(layers.gaussian_log_prob(z, q_loc, q_scale) - log_p)
   kls.append(layers.kl_to_standard_normal(path[-1][1], path[-1][2]))
   return -(jnp.mean(log_px) - jnp.sum(jnp.mean(jnp.stack(kls), axis=1)))
 
 
-def test_hvae_gradient_matches_an_independent_reference_with_eq4():
+@pytest.mark.parametrize("target", ["mean_std", "ratio"])
+def test_hvae_gradient_matches_an_independent_reference_with_eq4(target):
   rho, n = 0.5, 4
-  g_lib, m_lib = _grads(method="hvae", rho=rho, num_ou_samples=n)
-  loss_ref, g_ref = jax.value_and_grad(_reference_hvae_loss)(PARAMS, rho, n)
+  g_lib, m_lib = _grads(method="hvae", rho=rho, num_ou_samples=n, smooth_target=target)
+  loss_ref, g_ref = jax.value_and_grad(_reference_hvae_loss)(PARAMS, rho, n, target=target)
   np.testing.assert_allclose(m_lib["loss"], loss_ref, rtol=1e-6)
   assert _close(g_lib, g_ref, rtol=1e-4, atol=1e-6)
   # OU samples drawn by eq. 3 (ignoring the posterior's loc/scale) give another gradient.
-  g_eq3 = jax.grad(_reference_hvae_loss)(PARAMS, rho, n, eq4=False)
+  g_eq3 = jax.grad(_reference_hvae_loss)(PARAMS, rho, n, eq4=False, target=target)
   assert not _close(g_eq3["p_z1"], g_ref["p_z1"], rtol=1e-3, atol=1e-5)
+
+
+def test_ratio_and_mean_std_targets_give_different_gradients():
+  g_mean, _ = _grads(method="hvae", rho=0.5, smooth_target="mean_std")
+  g_ratio, _ = _grads(method="hvae", rho=0.5, smooth_target="ratio")
+  for name in ("p_z1", "p_z2"):
+    assert not _close(g_mean[name], g_ratio[name], rtol=1e-3, atol=1e-4), name
+
+
+def test_free_bits_act_per_layer_on_the_batch_mean():
+  kl = objectives.layer_terms(MODEL, PARAMS, X, KEY).kl                 # [L, B]
+  kl_mean = np.asarray(kl.mean(1))
+  free_bits = float(np.median(np.asarray(kl[0])))   # splits layer 1's examples in two
+  _, m = _grads(free_bits=free_bits)
+  want = -(float(m["reconstruction_nats"]) - np.maximum(kl_mean, free_bits).sum())
+  np.testing.assert_allclose(m["loss"], want, rtol=1e-6)
+  # A per-example floor (or a floor on the sum over layers) is another loss.
+  per_example = -(float(m["reconstruction_nats"]) -
+                  np.maximum(np.asarray(kl), free_bits).mean(1).sum())
+  on_total = -(float(m["reconstruction_nats"]) - max(kl_mean.sum(), free_bits))
+  assert abs(per_example - want) > 1e-3 and abs(on_total - want) > 1e-3
 
 
 def test_substitute_and_jacobian_gradients_differ_only_in_the_generator():

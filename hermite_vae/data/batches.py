@@ -74,33 +74,48 @@ class TrainBatches:
     draw = functools.partial(_draw_batch, batch=self.local_batch,
                              steps_per_epoch=self.steps_per_epoch,
                              dynamic=binarization == "dynamic")
-    # Draws `length` consecutive batches of one epoch: [length, local_batch, ...].
+    # Draws `length` consecutive batches of one epoch, from step `step + offset`:
+    # [length, local_batch, ...]. `step` is a device scalar (the train state's step), the
+    # offset and length static: a dispatch inside one epoch copies nothing from the host.
     self._draw = jax.jit(
-        lambda images, perm, key, start, length: jax.vmap(
-            lambda step: draw(images, perm, key, step))(start + jnp.arange(length)),
-        static_argnums=4, out_shardings=self._local_sharding)
-    self._permute = jax.jit(lambda key, epoch: jax.random.permutation(
-        jax.random.fold_in(key, epoch), self.images.shape[0]),
-                            out_shardings=self._replicated)
+        lambda images, perm, key, step, offset, length: jax.vmap(
+            lambda s: draw(images, perm, key, s))(step + offset + jnp.arange(length)),
+        static_argnums=(4, 5), out_shardings=self._local_sharding)
+    self._permute = jax.jit(
+        lambda key, step, offset: jax.random.permutation(
+            jax.random.fold_in(key, (step + offset) // self.steps_per_epoch),
+            self.images.shape[0]),
+        static_argnums=2, out_shardings=self._replicated)
 
-  def permutation(self, epoch: int):
+  def permutation(self, epoch: int, step=None, offset: int = 0):
+    """The example order of ``epoch`` (computed on device from ``step + offset`` when a
+    device ``step`` in that epoch is given; cached per epoch)."""
     if epoch != self._epoch:
-      self._perm, self._epoch = self._permute(self._key, epoch), epoch
+      if step is None:
+        step, offset = jnp.int32(epoch * self.steps_per_epoch), 0
+      self._perm, self._epoch = self._permute(self._key, step, offset), epoch
     return self._perm
 
   def __call__(self, step: int):
     return self.stack(step, 1)[0]
 
-  def stack(self, step: int, k: int):
-    """The batches of steps ``step .. step + k - 1``, stacked: ``[k, B, H, W, C]``."""
+  def stack(self, step: int, k: int, device_step=None):
+    """The batches of steps ``step .. step + k - 1``, stacked: ``[k, B, H, W, C]``.
+
+    ``device_step``: optionally the same step as an int32 array already on the devices
+    (e.g. the train state's ``step``); then no host-to-device copy happens unless the
+    chunk starts a new epoch's permutation from a host-side step."""
     if k < 1:
       raise ValueError(f"k={k} must be >= 1")
+    if device_step is None:
+      device_step = jax.device_put(np.int32(step), self._replicated)
     parts, start = [], step
     while start < step + k:  # one draw per epoch the steps fall in
       epoch = start // self.steps_per_epoch
       end = min(step + k, (epoch + 1) * self.steps_per_epoch)
-      parts.append(self._draw(self.images, self.permutation(epoch), self._key,
-                              jnp.int32(start), end - start))
+      perm = self.permutation(epoch, device_step, start - step)
+      parts.append(self._draw(self.images, perm, self._key, device_step, start - step,
+                              end - start))
       start = end
     local = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     if jax.process_count() == 1:
