@@ -3,11 +3,11 @@
 Not the paper's CIFAR-10 model (that is ``cifar10_resnet.py``, §5.2.2): an MLP over the
 3072 sub-pixels, a cheaper way to try the objective on 8-bit images. Latents 64-32-16-8 with 2x(1000..125) tanh units per stochastic layer.
 """
-from configs import default
+from hermite_vae import config_lib
 
 
 def get_config():
-  c = default.get_config()
+  c = config_lib.default_config()
   c.dataset = "cifar10"
   c.likelihood = "discretized_logistic"
   c.latent_dims = (64, 32, 16, 8)

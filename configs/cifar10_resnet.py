@@ -3,11 +3,11 @@
 feature maps before each, discretized-logistic likelihood (bits/dim). Without the
 paper's stochastic skip connections ("HVAE+"), which are not implemented.
 """
-from configs import default
+from hermite_vae import config_lib
 
 
 def get_config():
-  c = default.get_config()
+  c = config_lib.default_config()
   c.dataset = "cifar10"
   c.likelihood = "discretized_logistic"
   c.architecture = "resnet"

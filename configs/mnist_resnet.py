@@ -4,11 +4,11 @@
 The paper gives the depth (up to 4 stochastic layers), the blocks (up to 5) and the 14x14
 maps; the 8 latent channels and 64 feature maps are our choice where it is silent.
 """
-from configs import default
+from hermite_vae import config_lib
 
 
 def get_config():
-  c = default.get_config()
+  c = config_lib.default_config()
   c.dataset = "mnist"
   c.architecture = "resnet"
   c.latent_channels = (8, 8, 8, 8)

@@ -1,9 +1,9 @@
 """A tiny configuration that trains in seconds on a CPU (tests, trying things out)."""
-from configs import default
+from hermite_vae import config_lib
 
 
 def get_config():
-  c = default.get_config()
+  c = config_lib.default_config()
   c.dataset = "mnist_embedded"
   c.data_source = "embedded"
   c.latent_dims = (4, 3, 2)

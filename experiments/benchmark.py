@@ -12,35 +12,29 @@ step cannot be faster than that on this device and library, whatever the overhea
 
 Step times are medians over ``--repeats`` timings of ``--steps`` steps after compilation,
 with fixed on-device batches (the data pipeline draws batches on device too), for each
-``--steps_per_dispatch`` value (1: one jitted step per call; k: ``train.train_steps``,
-a lax.scan over k steps, as the training loop runs with ``config.steps_per_dispatch``).
+``--steps_per_dispatch`` value k, of the trainer's own dispatch
+(``train.make_train_steps``: a lax.scan over k steps with donated state). Methods are the
+presets of ``hermite_vae.config_lib.METHOD_PRESETS``; ``hvae n=5`` is the ``hvae`` preset
+with 5 OU samples.
 """
 import functools
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+from absl import app, flags  # pylint: disable=g-multiple-import
 import jax
 import jax.numpy as jnp
 
-from configs import mnist_mlp, mnist_mlp_64, mnist_mlp_5layer
-from hermite_vae import evaluation, train
-from hermite_vae.flops import matmul_flops, matmul_ops, matmuls_alone
+from hermite_vae import config_lib, evaluation, objectives, train
+from lab.flops import matmul_flops, matmul_ops, matmuls_alone
+from lab.presets import load_config
 
-PRESETS = {"mnist_mlp": mnist_mlp, "mnist_mlp_64": mnist_mlp_64,
-           "mnist_mlp_5layer": mnist_mlp_5layer}
-METHODS = {"vae": dict(method="vae"), "iwae5": dict(method="iwae", num_iw_samples=5),
-           "hvae1": dict(method="hvae", num_ou_samples=1),
-           "hvae5": dict(method="hvae", num_ou_samples=5),
-           "hvae10": dict(method="hvae", num_ou_samples=10)}
-
-flags.DEFINE_list("presets", ["mnist_mlp"], f"Model presets: {sorted(PRESETS)}.")
-flags.DEFINE_list("methods", list(METHODS), f"Methods: {list(METHODS)}.")
+flags.DEFINE_list("presets", ["mnist_mlp"], "Model configs of configs/ (MLP presets).")
+flags.DEFINE_list("methods", ["vae", "iwae", "hvae"],
+                  f"Method presets of {config_lib.METHOD_PRESETS}.")
+flags.DEFINE_list("ou_samples", ["1", "5", "10"], "n of the hvae rows (one row each).")
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_integer("steps", 100, "Steps per timing.")
 flags.DEFINE_list("steps_per_dispatch", ["1", "10"], "Steps per dispatch to time (each divides "
@@ -71,24 +65,41 @@ def reference_matmul_flops(n, repeats):
   return 2 * n**3 / _median_time(lambda: mm(a, b), max(repeats, 5))
 
 
-def _setup(preset, method, batch_size):
-  c = PRESETS[preset].get_config()
-  c.update(METHODS[method])
-  model = train.create_model(c, 784)
-  tx = train.create_optimizer(c)
-  cfg = train.ObjectiveConfig.from_config(c)
-  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
-  kwargs = dict(model=model, tx=tx, cfg=cfg, stop_on_nonfinite=True,
-                grad_clip_norm=float(c.grad_clip_norm))
-  return state, kwargs
+def method_rows():
+  """(label, preset, n) per benchmarked method: hvae once per --ou_samples value."""
+  rows = []
+  for name in FLAGS.methods:
+    if config_lib.apply_method(config_lib.default_config(), name).method == "hvae":
+      rows += [(f"{name} n={n}", name, int(n)) for n in FLAGS.ou_samples]
+    else:
+      rows.append((name, name, None))
+  return rows
 
 
-def matmul_limit(preset, method, batch_size, repeats):
+def _config(preset, method, n, batch_size, k=1):
+  config = config_lib.apply_method(load_config(preset), method)
+  config.batch_size, config.steps_per_dispatch = batch_size, k
+  if n is not None:
+    config.num_ou_samples = n
+  return config
+
+
+def _setup(config, num_pixels=784):
+  model = train.create_model(config, num_pixels)
+  tx = train.create_optimizer(config)
+  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels)
+  return model, tx, state
+
+
+def matmul_limit(config, repeats):
   """(matmul FLOPs, seconds) of one training step's matmuls, run alone."""
-  state, kwargs = _setup(preset, method, batch_size)
-  x = jnp.zeros((batch_size, 28, 28, 1), jnp.float32)
-  ops = matmul_ops(functools.partial(train.train_step, **kwargs), state, x,
-                   jax.random.PRNGKey(2))
+  model, tx, state = _setup(config)
+  x = jnp.zeros((config.batch_size, 28, 28, 1), jnp.float32)
+  step = functools.partial(train.train_step, model=model, tx=tx,
+                           cfg=objectives.ObjectiveConfig.from_config(config),
+                           stop_on_nonfinite=not config.skip_nonfinite,
+                           grad_clip_norm=float(config.grad_clip_norm))
+  ops = matmul_ops(step, state, x, jax.random.PRNGKey(2))
   fn, operands = matmuls_alone(ops)
   jax.block_until_ready(fn(operands))
   inner = 20
@@ -96,21 +107,21 @@ def matmul_limit(preset, method, batch_size, repeats):
   return sum(op.flops * n for op, n in ops.items()), seconds
 
 
-def prepare_method(preset, method, batch_size, steps, k):
-  """Compiles a training step with k steps per dispatch (k = 1: a jitted train_step).
+def prepare_method(config, label, steps):
+  """Compiles the trainer's own dispatch (``train.make_train_steps``: a scan over
+  ``config.steps_per_dispatch`` steps, state donated) for ``config``.
 
   Returns (info, run): ``run()`` executes ``steps`` steps and blocks on the result."""
-  state, kwargs = _setup(preset, method, batch_size)
+  k, batch_size = config.steps_per_dispatch, config.batch_size
+  model, tx, state = _setup(config)
+  mesh = train.make_mesh()
+  state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   xs = (jax.random.uniform(jax.random.PRNGKey(1), (k, batch_size, 28, 28, 1)) < 0.3).astype(
       jnp.float32)
   key = jax.random.PRNGKey(2)
-  if k == 1:
-    fn, data = functools.partial(train.train_step, **kwargs), xs[0]
-  else:
-    fn, data = functools.partial(train.train_steps, **kwargs), xs
   t0 = time.perf_counter()
-  compiled = jax.jit(fn, donate_argnums=0).lower(state, data, key).compile()
-  info = {"preset": preset, "method": method, "steps_per_dispatch": k,
+  compiled = train.make_train_steps(model, tx, config, mesh).lower(state, xs, key).compile()
+  info = {"preset": FLAGS.presets[0], "method": label, "steps_per_dispatch": k,
           "compile_s": time.perf_counter() - t0}
   mem = compiled.memory_analysis()
   if mem is not None:
@@ -122,7 +133,7 @@ def prepare_method(preset, method, batch_size, steps, k):
   def run():
     s = holder["state"]
     for _ in range(steps // k):
-      s, metrics = compiled(s, data, key)
+      s, metrics = compiled(s, xs, key)
     holder["state"] = s
     return jax.block_until_ready(metrics["loss"])
 
@@ -143,8 +154,7 @@ def time_interleaved(runs, repeats):
 
 
 def bench_eval(preset, k, batch, chunk, repeats):
-  c = PRESETS[preset].get_config()
-  model = train.create_model(c, 784)
+  model = train.create_model(load_config(preset), 784)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)), jax.random.PRNGKey(1))["params"]
   x = (jax.random.uniform(jax.random.PRNGKey(1), (batch, 28, 28, 1)) < 0.3).astype(jnp.float32)
   fn = lambda: evaluation.iw_bound_batch(model, params, x, jax.random.PRNGKey(3), k, chunk)
@@ -199,38 +209,44 @@ def main(argv):
              "reference_matmul_gflops": peak / 1e9, "train": [], "eval": []}
   print(f"reference {FLAGS.matmul_size}^3 float32 matmul: {peak / 1e9:.1f} GFLOP/s "
         f"on {results['device']}")
-  header = (f"{'preset':<17}{'method':<8}{'k':>4}{'ms/step':>9}{'steps/s':>9}{'ex/s':>9}"
+  header = (f"{'preset':<17}{'method':<12}{'k':>4}{'ms/step':>9}{'steps/s':>9}{'ex/s':>9}"
             f"{'GFLOP/s':>9}{'% peak':>8}{'x vae':>7}{'mm ms':>7}{'peak MiB':>10}"
             f"{'compile s':>10}")
   print(header)
   dispatch = [int(k) for k in FLAGS.steps_per_dispatch]
+  rows = method_rows()
   for preset in FLAGS.presets:
-    limits = {m: matmul_limit(preset, m, FLAGS.batch_size, FLAGS.repeats)
-              for m in FLAGS.methods}
-    prepared = [prepare_method(preset, m, FLAGS.batch_size, FLAGS.steps, k)
-                for k in dispatch for m in FLAGS.methods]
+    limits = {label: matmul_limit(_config(preset, name, n, FLAGS.batch_size), FLAGS.repeats)
+              for label, name, n in rows}
+    prepared = []
+    for k in dispatch:
+      for label, name, n in rows:
+        info, run = prepare_method(_config(preset, name, n, FLAGS.batch_size, k), label,
+                                   FLAGS.steps)
+        info["preset"] = preset
+        prepared.append((info, run))
     seconds = time_interleaved([run for _, run in prepared], FLAGS.repeats)
-    rows = iter(zip([info for info, _ in prepared], seconds))
+    timed = iter(zip([info for info, _ in prepared], seconds))
     for k in dispatch:
       base = None
-      for method in FLAGS.methods:
-        r, sec = next(rows)
+      for label, name, _ in rows:
+        r, sec = next(timed)
         step_s = sec / FLAGS.steps
         r.update(step_ms=step_s * 1e3, steps_per_sec=1 / step_s,
                  examples_per_sec=FLAGS.batch_size / step_s)
-        flops, alone_s = limits[method]
+        flops, alone_s = limits[label]
         r.update(matmul_gflop_per_step=flops / 1e9,
                  achieved_gflops=flops / r["step_ms"] * 1e3 / 1e9,
                  matmuls_alone_ms=alone_s * 1e3)
         r["fraction_of_matmul_peak"] = r["achieved_gflops"] * 1e9 / peak
-        if method == "vae":
+        if name == "vae":
           base = r
         if base is not None:
           r["time_vs_vae"] = r["step_ms"] / base["step_ms"]
           if "peak_mib" in r:
             r["memory_vs_vae"] = r["peak_mib"] / base["peak_mib"]
         results["train"].append(r)
-        print(f"{preset:<17}{method:<8}{k:>4}{r['step_ms']:>9.2f}{r['steps_per_sec']:>9.1f}"
+        print(f"{preset:<17}{label:<12}{k:>4}{r['step_ms']:>9.2f}{r['steps_per_sec']:>9.1f}"
               f"{r['examples_per_sec']:>9.0f}{r['achieved_gflops']:>9.1f}"
               f"{100 * r['fraction_of_matmul_peak']:>7.0f}%"
               f"{r.get('time_vs_vae', float('nan')):>7.2f}{r['matmuls_alone_ms']:>7.2f}"

@@ -16,21 +16,18 @@ Or only collect existing workdirs: ``--collect=/path/run_a,/path/run_b``.
 """
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,g-multiple-import
+from absl import app, flags, logging  # pylint: disable=g-multiple-import
 from ml_collections import config_flags
 
-from configs import methods as methods_lib
-from hermite_vae import sweeps
-from hermite_vae.evaluate_workdir import evaluate_workdir
+from hermite_vae import config_lib
+from lab import sweeps
+from lab.workdir_eval import evaluate_workdir
 
 config_flags.DEFINE_config_file("config", "configs/mnist_mlp.py", "Base training config.")
 flags.DEFINE_string("workdir", None, "Root directory: one sub-workdir per method.")
 flags.DEFINE_list("methods", ["vae", "iwae", "vae+kl", "vae+freebits", "hvae", "hvae_ratio",
-                              "hvae+rho_anneal"], f"Presets from {methods_lib.METHODS}.")
+                              "hvae+rho_anneal"], f"Presets from {config_lib.METHOD_PRESETS}.")
 flags.DEFINE_list("collect", [], "Existing workdirs to tabulate instead of training.")
 flags.DEFINE_list("kl_warmup", [], "start,steps for +kl presets (default 10000,500000).")
 flags.DEFINE_integer("num_importance_samples", 100, "K of the reported bound (paper: L100).")
@@ -64,7 +61,7 @@ def main(argv):
   workdirs = [(os.path.basename(os.path.normpath(w)), w) for w in FLAGS.collect]
   if not workdirs:
     for name in FLAGS.methods:
-      c = methods_lib.apply_method(FLAGS.config.copy_and_resolve_references(), name)
+      c = config_lib.apply_method(FLAGS.config.copy_and_resolve_references(), name)
       if FLAGS.kl_warmup and name.endswith("+kl"):
         c.kl_warmup_start, c.kl_warmup_steps = (int(v) for v in FLAGS.kl_warmup)
       workdir = os.path.join(FLAGS.workdir, name)

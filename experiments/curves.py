@@ -4,14 +4,11 @@ runs in one plot, from their ``metrics.jsonl``.
     python experiments/curves.py --workdirs=/tmp/compare/vae,/tmp/compare/hvae --out=curves.png
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+from absl import app, flags  # pylint: disable=g-multiple-import
 import numpy as np
 
-from hermite_vae import plots, sweeps
+from lab import plots, sweeps
 
 flags.DEFINE_list("workdirs", None, "Training workdirs (name = last path component).")
 flags.DEFINE_string("out", "curves.png", "Output PNG.")

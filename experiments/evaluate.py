@@ -6,12 +6,9 @@ Writes ``workdir/eval_<split>.json`` and prints a table: ELBO, the IW bounds L_1
 L_K, reconstruction, KL per layer, both active-unit counts, I(x; z_i), bits/dim.
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
-from hermite_vae.evaluate_workdir import evaluate_workdir
+from absl import app, flags  # pylint: disable=g-multiple-import
+from lab.workdir_eval import evaluate_workdir
 
 flags.DEFINE_string("workdir", None, "A training workdir (config.json + checkpoints/).")
 flags.DEFINE_string("split", "", "Split to evaluate (TFDS syntax); '' = the run's eval_split.")

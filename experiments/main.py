@@ -5,11 +5,8 @@
 """
 import logging as std_logging
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,g-multiple-import
+from absl import app, flags, logging  # pylint: disable=g-multiple-import
 import jax
 from ml_collections import config_flags
 

@@ -17,15 +17,12 @@ runs are read back, interrupted ones continue from their checkpoints.
 """
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top,g-multiple-import
+from absl import app, flags, logging  # pylint: disable=g-multiple-import
 import numpy as np
 from ml_collections import config_flags
 
-from hermite_vae import plots, sweeps
+from lab import plots, sweeps
 
 config_flags.DEFINE_config_file("config", "configs/mnist_mlp.py", "Base training config.")
 flags.DEFINE_string("workdir", None, "Root directory: one sub-workdir per (dataset, rho).")

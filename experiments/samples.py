@@ -7,16 +7,15 @@ p(x|z_1) (Bernoulli) or its per-pixel location (discretized logistic, 8-bit imag
 Reconstructions: evaluation images (odd rows) and the same for z ~ q(z|x) (even rows).
 """
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+from absl import app, flags  # pylint: disable=g-multiple-import
 import jax
 import numpy as np
 
-from hermite_vae import data, objectives, plots, train
-from hermite_vae.models import layers
+from hermite_vae import data
+from hermite_vae import workdir as workdir_lib
+from hermite_vae.models import sampling
+from lab import plots
 
 flags.DEFINE_string("workdir", None, "A training workdir.")
 flags.DEFINE_string("out_dir", "", "Where to write samples.png, reconstructions.png.")
@@ -26,36 +25,21 @@ flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
-def sample(model, params, key, num):
-  variables = {"params": params}
-  z = jax.random.normal(jax.random.fold_in(key, 0), (num, model.latent_dims[-1]))
-  for i in reversed(range(len(model.latent_dims) - 1)):
-    loc, scale = model.apply(variables, i, z, method=model.generate_layer)
-    z = loc + scale * jax.random.normal(jax.random.fold_in(key, i + 1), loc.shape)
-  return layers.mean_image(model.likelihood, model.apply(variables, z, method=model.decode))
-
-
-def reconstruct(model, params, x, key):
-  path = objectives.encode_path(model, params, x, key)
-  out = model.apply({"params": params}, path[0][0], method=model.decode)
-  return layers.mean_image(model.likelihood, out)
-
-
 def main(argv):
   del argv
   out_dir = FLAGS.out_dir or FLAGS.workdir
   os.makedirs(out_dir, exist_ok=True)
-  config = train.load_run_config(FLAGS.workdir)
+  config = workdir_lib.load_run_config(FLAGS.workdir)
   loaded = data.load(config.dataset, config.data_source, config.data_dir,
                      config.train_split, config.eval_split)
   shape = loaded.eval.shape[1:]
-  model, params, step = train.restore_params(FLAGS.workdir, config, int(np.prod(shape)))
+  model, params, step = workdir_lib.restore_params(FLAGS.workdir, config, int(np.prod(shape)))
   key = jax.random.PRNGKey(FLAGS.seed)
-  probs = np.asarray(sample(model, params, key, FLAGS.num)).reshape((-1,) + shape)
+  probs = np.asarray(sampling.ancestral_samples(model, params, key, FLAGS.num)).reshape((-1,) + shape)
   plots.image_grid(probs, os.path.join(out_dir, "samples.png"),
                    title=f"samples, step {step}")
   x = loaded.eval[:FLAGS.num // 2].astype(np.float32)
-  rec = np.asarray(reconstruct(model, params, x.reshape(len(x), -1), key)).reshape(x.shape)
+  rec = np.asarray(sampling.reconstructions(model, params, x.reshape(len(x), -1), key)).reshape(x.shape)
   if model.likelihood != "bernoulli":
     x = x / 255.0
   rows = []

@@ -1,10 +1,115 @@
-"""Validation of a training config: every bad value fails before any data or compute,
-with a message naming the key."""
+"""Training configs: the defaults (every key, documented once), method presets,
+validation, and a saved run's config read back over the defaults.
+
+Naming: ``config`` is an ``ml_collections.ConfigDict`` of this schema (``c`` inside the
+small ``get_config()`` functions of ``configs/``); ``cfg`` is the hashable
+:class:`hermite_vae.objectives.ObjectiveConfig` the jitted objective receives.
+Every bad value fails in :func:`validate`, before any data or compute, with a message
+naming the key.
+"""
 from __future__ import annotations
+
+import ml_collections
 
 from hermite_vae import objectives
 from hermite_vae.data import registry, sources
 from hermite_vae.models import layers
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key of a training config, with the paper's values where it gives them.
+
+  The one source of defaults: presets (``configs/*.py``) start from it, a saved run's
+  ``config.json`` is read back over it (:func:`from_saved`), and the model modules'
+  own defaults equal its values. Override any key on the command line, e.g.
+  ``--config.rho=0.95 --config.latent_dims='(64,32,16,8)'``.
+  """
+  c = ml_collections.ConfigDict()
+
+  # Objective.
+  c.method = "hvae"               # vae | iwae | hvae
+  c.rho = 0.9                     # OU correlation in [0, 1]; 1 = plain VAE gradient
+  c.rho_anneal_fraction = 0.0     # > 0: rho rises linearly to 1 over this fraction of training
+  c.num_ou_samples = 5            # n correlated samples for U_rho (paper: 5-10)
+  c.smooth_target = "mean_std"    # mean_std | ratio (smooth (mu, sigma) or (mu/sigma, sigma))
+  # Which gradient the smoothing gives (method=hvae). substitute (the paper's §2.2): the
+  # gradient of log N(z_i; U_rho mu_i, U_rho sigma_i), derivative of log N taken at the
+  # smoothed mean and scale. jacobian (ablation): log N differentiated at the original
+  # (mu_i, sigma_i), only the Jacobian of (mu_i, sigma_i) smoothed.
+  c.hvae_gradient = "substitute"
+  # True: the backward pass evaluates the n OU samples one after another (lax.scan) instead
+  # of at once; same gradient, the memory of one sample (mnist_resnet, batch 32: HVAE peak
+  # 560 -> 317 MiB, the VAE's 318); slower on small models (mnist_mlp hvae5 on a 2-core
+  # CPU: 9.5 -> 13.2 ms/step).
+  c.ou_sequential = False
+  c.num_iw_samples = 5            # k for method=iwae
+  c.kl_warmup_start = 0           # KL annealing: weight 0 for this many steps,
+  c.kl_warmup_steps = 0           # then linear to 1 over this many (0, 0: off)
+  c.free_bits = 0.0               # nats per stochastic layer (0: off)
+
+  # Model: the paper's static-MNIST MLP (Table 4): 4 layers of 40 units, 2x200 tanh.
+  c.latent_dims = (40, 40, 40, 40)    # bottom (z1) to top (zL)
+  c.hidden_dims = (200, 200, 200, 200)
+  c.deterministic_layers = 2
+  # architecture = 'resnet': convolutional latents of latent_channels[i] maps at half the
+  # image resolution, resnet_blocks residual blocks of resnet_channels maps before every
+  # stochastic layer (latent_dims, hidden_dims, deterministic_layers are then unused).
+  c.architecture = "mlp"          # mlp | resnet
+  c.latent_channels = (8, 8, 8)
+  c.resnet_channels = 64
+  c.resnet_blocks = 2
+  c.min_scale = layers.MIN_SCALE
+  # Smooth upper bound on every Gaussian scale (0: off). Collapsed intermediate layers
+  # have q(z_i|.) ~ p(z_i|z_{i+1}) whatever their common scale, which then drifts upward
+  # without anchor (to ~24 after 20k steps on MNIST), feeding +-100 inputs to the tanh
+  # layers above and causing loss spikes. Bounding it at 3 removed most spikes and
+  # improved the 20k-step validation ELBO of the 40-40-40-40 HVAE from -138.0 to -118.6.
+  c.max_scale = layers.MAX_SCALE
+
+  # p(x|z_1): auto = bernoulli for binary images, discretized_logistic for 8-bit ones
+  # (CIFAR-10); naming the other one for a dataset is an error.
+  c.likelihood = "auto"
+
+  # Data.
+  c.dataset = "binarized_mnist"
+  c.data_source = "auto"          # auto | files | tfds | embedded
+  c.data_dir = ""
+  c.train_split = ""              # '' = the dataset's default (TFDS slicing syntax)
+  c.eval_split = ""
+
+  # Optimisation.
+  c.batch_size = 100
+  c.learning_rate = 1e-3
+  c.lr_schedule = "constant"      # constant | cosine
+  c.warmup_steps = 0
+  # Global-norm clipping (0: off). On by default: without it the 40-40-40-40 model at
+  # lr 1e-3 diverged after ~8k steps on MNIST (an outlier batch with a sharp p(z_1|z_2)
+  # gave a gradient norm of 4e5 against a typical ~50, and Adam never recovered); with
+  # clipping at 100 the same batch is absorbed.
+  c.grad_clip_norm = 100.0
+  c.skip_nonfinite = False        # True: skip non-finite updates instead of stopping
+  c.num_train_steps = 1_000_000
+  # Optimizer steps per dispatch to the device (a lax.scan over train_step; chunks end on
+  # log/eval/checkpoint steps, so results do not depend on it). Saves the per-step
+  # dispatch and host round trip: see the README's Performance section.
+  c.steps_per_dispatch = 10
+
+  # Logging, evaluation, checkpoints.
+  c.log_every = 1000
+  c.eval_every = 10_000
+  c.checkpoint_every = 10_000
+  c.keep_checkpoints = 2
+  c.eval_batch_size = 500
+  c.eval_max_examples = 0         # 0: the whole eval split
+  c.eval_iw_samples = 0           # K of an IW bound at each eval (0: off; evaluate.py does L5000)
+  c.au_samples = 100              # sample paths for E_q[z_i|x] in the x-based active units
+  c.au_threshold = 0.01
+  c.mi_paths = 10                 # sample paths for q(z_i|x) in the I(x; z_i) estimate (0: off)
+  c.progress_bar = True
+
+  c.seed = 0
+  c.distributed = False           # call jax.distributed.initialize() (multi-host)
+  return c
 
 
 def _fail(key, value, why):
@@ -12,7 +117,12 @@ def _fail(key, value, why):
 
 
 def validate(config) -> None:
+  """Raises ValueError naming the first bad or missing key of ``config``."""
   c = config
+  missing = sorted(set(default_config()) - set(c))
+  if missing:
+    raise ValueError(f"config lacks the keys {missing}: start from "
+                     "hermite_vae.config_lib.default_config() (or configs/default.py)")
   if c.method not in objectives.METHODS:
     _fail("method", c.method, f"unknown method; expected one of {objectives.METHODS}")
   try:
@@ -25,7 +135,7 @@ def validate(config) -> None:
     _fail("rho_anneal_fraction", c.rho_anneal_fraction, "must be in [0, 1]")
   if c.smooth_target not in objectives.SMOOTH_TARGETS:
     _fail("smooth_target", c.smooth_target, f"expected one of {objectives.SMOOTH_TARGETS}")
-  gradient = c.get("hvae_gradient", "substitute")
+  gradient = c.hvae_gradient
   if gradient not in objectives.HVAE_GRADIENTS:
     _fail("hvae_gradient", gradient, f"expected one of {objectives.HVAE_GRADIENTS}")
   for key in ("num_ou_samples", "num_iw_samples", "batch_size", "num_train_steps",
@@ -38,7 +148,7 @@ def validate(config) -> None:
               "eval_iw_samples", "eval_max_examples"):
     if not isinstance(c[key], int) or c[key] < 0:
       _fail(key, c[key], "must be an integer >= 0")
-  if not isinstance(c.get("ou_sequential", False), bool):
+  if not isinstance(c.ou_sequential, bool):
     _fail("ou_sequential", c.ou_sequential, "must be True or False")
   for key in ("free_bits", "grad_clip_norm"):
     if c[key] < 0:
@@ -47,7 +157,7 @@ def validate(config) -> None:
     _fail("learning_rate", c.learning_rate, "must be > 0")
   if c.lr_schedule not in ("constant", "cosine"):
     _fail("lr_schedule", c.lr_schedule, "expected 'constant' or 'cosine'")
-  architecture = c.get("architecture", "mlp")
+  architecture = c.architecture
   if architecture not in ("mlp", "resnet"):
     _fail("architecture", architecture, "expected 'mlp' or 'resnet'")
   if architecture == "resnet":
@@ -74,7 +184,7 @@ def validate(config) -> None:
           "layers p(z_i|z_{i+1}) and needs at least 2 stochastic layers")
   if c.dataset not in registry.DATASETS:
     _fail("dataset", c.dataset, f"unknown dataset; known: {sorted(registry.DATASETS)}")
-  requested = c.get("likelihood", "auto")
+  requested = c.likelihood
   if requested != "auto" and requested not in layers.LIKELIHOODS:
     _fail("likelihood", requested, f"expected 'auto' or one of {sorted(layers.LIKELIHOODS)}")
   expected = likelihood(c)
@@ -91,3 +201,56 @@ def likelihood(config) -> str:
   ``discretized_logistic`` for 8-bit ones (``config.likelihood='auto'`` picks this)."""
   binary = registry.DATASETS[config.dataset].binarization != "none"
   return "bernoulli" if binary else "discretized_logistic"
+
+
+# ------------------------------------------------------------- method presets
+
+# The method comparison (paper Tables 3-4), one spelling everywhere (configs/methods.py,
+# experiments/compare.py, the benchmark, the README): ``vae``, ``iwae`` (k = 5),
+# ``vae+kl`` (KL annealing: weight 0 for 10,000 steps, then linear to 1 over 500,000),
+# ``vae+freebits`` (1 nat per layer), ``hvae`` (the paper's substitution gradient),
+# ``hvae+kl``, ``hvae+freebits``, ``hvae_ratio`` (smooth mu/sigma and sigma),
+# ``hvae+rho_anneal`` (rho rising to 1 over the first half) and the ablation
+# ``hvae_jacobian`` (only the Jacobian of (mu, sigma) smoothed, log N differentiated at
+# the original values).
+METHOD_PRESETS = ("vae", "iwae", "vae+kl", "vae+freebits", "hvae", "hvae+kl", "hvae_ratio",
+                  "hvae+rho_anneal", "hvae+freebits", "hvae_jacobian")
+
+
+def apply_method(config, name: str):
+  """Sets the fields of method preset ``name`` on ``config`` (in place) and returns it."""
+  if name not in METHOD_PRESETS:
+    raise ValueError(f"Unknown method preset {name!r}; known: {METHOD_PRESETS}")
+  base, _, extra = name.partition("+")
+  config.method = "hvae" if base.startswith("hvae") else base
+  if base == "hvae_ratio":
+    config.smooth_target = "ratio"
+  if base == "hvae_jacobian":
+    config.hvae_gradient = "jacobian"
+  if base == "iwae":
+    config.num_iw_samples = 5
+  if extra == "kl":
+    config.kl_warmup_start = 10_000
+    config.kl_warmup_steps = 500_000
+  elif extra == "freebits":
+    config.free_bits = 1.0
+  elif extra == "rho_anneal":
+    config.rho_anneal_fraction = 0.5
+  return config
+
+
+# ------------------------------------------------------------ saved configs
+
+_TUPLE_KEYS = ("latent_dims", "hidden_dims", "latent_channels")
+
+
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+  """A run's saved config (``config.json``'s ``config``) read over the defaults: keys
+  added to the library since the run was saved take their default values."""
+  config = default_config()
+  unknown = sorted(set(saved) - set(config))
+  if unknown:
+    raise ValueError(f"saved config has keys this version does not know: {unknown}")
+  for key, value in saved.items():
+    config[key] = tuple(value) if key in _TUPLE_KEYS else value
+  return config

@@ -25,6 +25,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -113,6 +114,26 @@ class _Moments:
     return np.maximum(self.s2 / self.n - mean * mean, 0.0)
 
 
+@dataclasses.dataclass
+class _Totals:
+  """Running sums over the real (mask = 1) examples of every batch."""
+  num_layers: int
+  iw_samples: tuple
+  count: float = 0.0
+  log_px: float = 0.0
+  elbo_sq: float = 0.0
+  num_pixels: int = 0
+  mi_batches: int = 0
+  kl: np.ndarray = None             # [L]
+  mi: np.ndarray = None             # [L]
+  iw: dict = None                   # K -> sum of L_K
+
+  def __post_init__(self):
+    self.kl = np.zeros(self.num_layers)
+    self.mi = np.zeros(self.num_layers)
+    self.iw = {k: 0.0 for k in self.iw_samples}
+
+
 def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
                      au_threshold: float = 0.01, iw_samples=(), iw_chunk: int = 100,
                      mi_paths: int = 0):
@@ -120,45 +141,52 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
 
   ``iw_samples``: an int or a sequence of K for the bounds ``iw_bound_k{K}``.
   ``mi_paths``: > 0 adds ``mutual_information_nats`` per layer (full batches only).
+  Raises ValueError if ``batches`` yields nothing or only masked-out examples.
   """
-  L = len(model.latent_dims)
+  num_layers = len(model.latent_dims)
   iw_samples = (iw_samples,) if isinstance(iw_samples, int) else tuple(iw_samples)
-  iw_samples = tuple(k for k in iw_samples if k)
-  sums = {"log_px": 0.0, "kl": np.zeros(L), "elbo_sq": 0.0, "mi": np.zeros(L), "mi_n": 0}
-  iw_sums = {k: 0.0 for k in iw_samples}
-  count = 0.0
-  au_x = [_Moments() for _ in range(L)]
-  au_c = [_Moments() for _ in range(L)]
-  au_noise = [_Moments() for _ in range(L)]
+  totals = _Totals(num_layers, tuple(k for k in iw_samples if k))
+  au_x = [_Moments() for _ in range(num_layers)]
+  au_c = [_Moments() for _ in range(num_layers)]
+  au_noise = [_Moments() for _ in range(num_layers)]
   for b, (x, mask) in enumerate(batches):
     kb = jax.random.fold_in(key, b)
     mask_np = np.asarray(mask)
+    totals.num_pixels = int(np.prod(x.shape[1:]))
     log_px, kl = _elbo_batch(model, params, x, jax.random.fold_in(kb, 0))
     log_px, kl = np.asarray(log_px, np.float64), np.asarray(kl, np.float64)
-    sums["log_px"] += float((log_px * mask_np).sum())
-    sums["kl"] += (kl * mask_np).sum(axis=1)
     elbo = log_px - kl.sum(0)
-    sums["elbo_sq"] += float((elbo * elbo * mask_np).sum())
-    count += float(mask_np.sum())
+    totals.log_px += float((log_px * mask_np).sum())
+    totals.kl += (kl * mask_np).sum(axis=1)
+    totals.elbo_sq += float((elbo * elbo * mask_np).sum())
+    totals.count += float(mask_np.sum())
     if au_samples:
       for i, (m_x, m_c, noise) in enumerate(posterior_means(model, params, x, au_samples,
                                                             jax.random.fold_in(kb, 1))):
         au_x[i].add(m_x, mask_np)
         au_c[i].add(m_c, mask_np)
         au_noise[i].add(noise, mask_np)
-    for k in iw_samples:
+    for k in totals.iw_samples:
       chunk = math.gcd(k, iw_chunk)
       bound = iw_bound_batch(model, params, x, jax.random.fold_in(kb, 2), k, chunk)
-      iw_sums[k] += float((np.asarray(bound, np.float64) * mask_np).sum())
+      totals.iw[k] += float((np.asarray(bound, np.float64) * mask_np).sum())
     if mi_paths and mask_np.all():
       mi = mutual_information_batch(model, params, x, mi_paths, jax.random.fold_in(kb, 3))
-      sums["mi"] += np.asarray(mi, np.float64)
-      sums["mi_n"] += 1
-  kl = sums["kl"] / count
-  elbo = sums["log_px"] / count - kl.sum()
+      totals.mi += np.asarray(mi, np.float64)
+      totals.mi_batches += 1
+  if totals.count == 0:
+    raise ValueError("evaluate_dataset: no examples (the batches were empty or fully "
+                     "masked)")
+  return _summary(totals, au_x, au_c, au_noise, au_samples, au_threshold, mi_paths)
+
+
+def _summary(totals, au_x, au_c, au_noise, au_samples, au_threshold, mi_paths) -> dict:
+  count = totals.count
+  kl = totals.kl / count
+  elbo = totals.log_px / count - kl.sum()
   out = {"elbo_nats": float(elbo),
-         "elbo_std_err": float(np.sqrt(max(sums["elbo_sq"] / count - elbo**2, 0.0) / count)),
-         "reconstruction_nats": sums["log_px"] / count,
+         "elbo_std_err": float(np.sqrt(max(totals.elbo_sq / count - elbo**2, 0.0) / count)),
+         "reconstruction_nats": totals.log_px / count,
          "kl_nats": float(kl.sum()),
          "kl_per_layer_nats": kl.tolist(),
          "num_examples": int(count)}
@@ -167,12 +195,11 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
     out["active_units_x"] = [int((v > au_threshold).sum()) for v in var_x]
     out["active_units_conditional"] = [int((m.variance() > au_threshold).sum()) for m in au_c]
     out["active_units_samples"] = au_samples
-  num_pixels = int(np.prod(x.shape[1:]))
-  out["bits_per_dim_elbo"] = -elbo / (num_pixels * math.log(2))
-  for k in iw_samples:
-    out[f"iw_bound_k{k}"] = iw_sums[k] / count
-    out[f"bits_per_dim_k{k}"] = -out[f"iw_bound_k{k}"] / (num_pixels * math.log(2))
-  if sums["mi_n"]:
-    out["mutual_information_nats"] = (sums["mi"] / sums["mi_n"]).tolist()
+  out["bits_per_dim_elbo"] = -elbo / (totals.num_pixels * math.log(2))
+  for k in totals.iw_samples:
+    out[f"iw_bound_k{k}"] = totals.iw[k] / count
+    out[f"bits_per_dim_k{k}"] = -out[f"iw_bound_k{k}"] / (totals.num_pixels * math.log(2))
+  if totals.mi_batches:
+    out["mutual_information_nats"] = (totals.mi / totals.mi_batches).tolist()
     out["mutual_information_paths"] = mi_paths
   return out

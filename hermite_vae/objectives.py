@@ -58,6 +58,32 @@ HVAE_GRADIENTS = ("substitute", "jacobian")
 
 
 @dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+  """The static part of the config the objective needs (hashable, for jit)."""
+  method: str
+  rho: float
+  rho_anneal_steps: int
+  num_ou_samples: int
+  smooth_target: str
+  num_iw_samples: int
+  kl_warmup_start: int
+  kl_warmup_steps: int
+  free_bits: float
+  ou_sequential: bool = False
+  hvae_gradient: str = "substitute"
+
+  @classmethod
+  def from_config(cls, c):
+    """From a training config (see ``hermite_vae.config_lib.default_config``)."""
+    return cls(method=c.method, rho=float(c.rho),
+               rho_anneal_steps=int(c.rho_anneal_fraction * c.num_train_steps),
+               num_ou_samples=c.num_ou_samples, smooth_target=c.smooth_target,
+               num_iw_samples=c.num_iw_samples, kl_warmup_start=c.kl_warmup_start,
+               kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits),
+               ou_sequential=bool(c.ou_sequential), hvae_gradient=c.hvae_gradient)
+
+
+@dataclasses.dataclass(frozen=True)
 class Smoothing:
   rho: Any                 # float or traced scalar in [0, 1]
   num_samples: int

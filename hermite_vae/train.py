@@ -16,7 +16,6 @@ with ``skip_nonfinite=True`` such updates are skipped and counted in the metrics
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -34,8 +33,9 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from hermite_vae import config_lib, data, evaluation, metrics_io, objectives
-from hermite_vae.models.mlp import HierarchicalVAE, count_params
-from hermite_vae.models.resnet import HierarchicalResNetVAE
+from hermite_vae import workdir as workdir_lib
+from hermite_vae.models.mlp import MLPHierarchicalVAE, count_params
+from hermite_vae.models.resnet import ResNetHierarchicalVAE
 
 log = logging.getLogger(__name__)
 
@@ -49,47 +49,21 @@ class TrainState:
   first_nonfinite_step: jax.Array  # -1 if none
 
 
-@dataclasses.dataclass(frozen=True)
-class ObjectiveConfig:
-  """The static part of the config the objective needs (hashable, for jit)."""
-  method: str
-  rho: float
-  rho_anneal_steps: int
-  num_ou_samples: int
-  smooth_target: str
-  num_iw_samples: int
-  kl_warmup_start: int
-  kl_warmup_steps: int
-  free_bits: float
-  ou_sequential: bool = False
-  hvae_gradient: str = "substitute"
-
-  @classmethod
-  def from_config(cls, c):
-    return cls(method=c.method, rho=float(c.rho),
-               rho_anneal_steps=int(c.rho_anneal_fraction * c.num_train_steps),
-               num_ou_samples=c.num_ou_samples, smooth_target=c.smooth_target,
-               num_iw_samples=c.num_iw_samples, kl_warmup_start=c.kl_warmup_start,
-               kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits),
-               ou_sequential=bool(c.get("ou_sequential", False)),
-               hvae_gradient=c.get("hvae_gradient", "substitute"))
-
-
 def create_model(config, num_pixels: int):
-  """The config's hierarchy: ``architecture='mlp'`` (:class:`HierarchicalVAE`) or
-  ``'resnet'`` (:class:`HierarchicalResNetVAE`, for the dataset's image shape)."""
-  common = dict(min_scale=config.min_scale, max_scale=config.get("max_scale", 0.0),
+  """The config's hierarchy: ``architecture='mlp'`` (:class:`MLPHierarchicalVAE`) or
+  ``'resnet'`` (:class:`ResNetHierarchicalVAE`, for the dataset's image shape)."""
+  common = dict(min_scale=config.min_scale, max_scale=config.max_scale,
                 likelihood=config_lib.likelihood(config))
-  if config.get("architecture", "mlp") == "resnet":
+  if config.architecture == "resnet":
     shape = tuple(data.get_spec(config.dataset).image_shape)
     if int(np.prod(shape)) != num_pixels:
       raise ValueError(f"dataset {config.dataset!r} has images of shape {shape}, not "
                        f"{num_pixels} pixels")
-    return HierarchicalResNetVAE(image_shape=shape,
+    return ResNetHierarchicalVAE(image_shape=shape,
                                  latent_channels=tuple(config.latent_channels),
                                  channels=config.resnet_channels,
                                  num_blocks=config.resnet_blocks, **common)
-  return HierarchicalVAE(latent_dims=tuple(config.latent_dims),
+  return MLPHierarchicalVAE(latent_dims=tuple(config.latent_dims),
                          hidden_dims=tuple(config.hidden_dims), num_pixels=num_pixels,
                          deterministic_layers=config.deterministic_layers, **common)
 
@@ -115,7 +89,7 @@ def _global_norm(tree):
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
 
 
-def train_step(state: TrainState, x, base_key, *, model, tx, cfg: ObjectiveConfig,
+def train_step(state: TrainState, x, base_key, *, model, tx, cfg: objectives.ObjectiveConfig,
                stop_on_nonfinite: bool, grad_clip_norm: float = 0.0):
   """One optimizer step. Pure; jit it with ``donate_argnums=0``.
 
@@ -163,7 +137,7 @@ def make_train_steps(model, tx, config, mesh: Mesh):
   (state, metrics [k, ...])``, state donated and replicated over ``mesh``."""
   replicated = NamedSharding(mesh, P())
   return jax.jit(
-      functools.partial(train_steps, model=model, tx=tx, cfg=ObjectiveConfig.from_config(config),
+      functools.partial(train_steps, model=model, tx=tx, cfg=objectives.ObjectiveConfig.from_config(config),
                         stop_on_nonfinite=not config.skip_nonfinite,
                         grad_clip_norm=float(config.grad_clip_norm)),
       donate_argnums=0, out_shardings=(replicated, replicated))
@@ -199,53 +173,13 @@ def make_mesh() -> Mesh:
 
 
 def evaluate(model, params, images, config, mesh, key):
-  if config.eval_max_examples:
-    images = images[:config.eval_max_examples]
   # A fixed batch size (the last batch padded and masked): the metrics, including their
   # random draws, do not depend on the number of devices.
   return evaluation.evaluate_dataset(
-      model, params, data.eval_batches(images, config.eval_batch_size, mesh), key,
+      model, params, data.eval_batches(images, config.eval_batch_size, mesh,
+                                      config.eval_max_examples), key,
       au_samples=config.au_samples, au_threshold=config.au_threshold,
       iw_samples=config.eval_iw_samples, mi_paths=config.mi_paths)
-
-
-def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-  """The resolved config a run saved in ``workdir/config.json``."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: {workdir!r} is not a training workdir")
-  with open(path) as f:
-    info = json.load(f)
-  config = ml_collections.ConfigDict(info["config"])
-  for key in ("latent_dims", "hidden_dims", "latent_channels"):
-    if key in config:
-      config[key] = tuple(config[key])
-  # Evaluate on what the run trained on (e.g. the embedded digits after a fallback).
-  config.dataset = info["data"]["data_used"]
-  if info["data"]["source"] == "embedded":
-    config.data_source = "embedded"
-  return config
-
-
-def restore_state(workdir: str, config, num_pixels: int, step=None):
-  """(model, TrainState, step) from the latest (or given) checkpoint of ``workdir``."""
-  model = create_model(config, num_pixels)
-  tx = create_optimizer(config)
-  abstract = jax.eval_shape(
-      lambda: create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels))
-  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-  state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  manager.close()
-  return model, state, step
-
-
-def restore_params(workdir: str, config, num_pixels: int, step=None):
-  """(model, params, step) from the latest (or given) checkpoint of ``workdir``."""
-  model, state, step = restore_state(workdir, config, num_pixels, step)
-  return model, state.params, step
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -275,19 +209,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = create_train_state(model, tx, init_key, num_pixels)
   state = jax.device_put(state, replicated)
 
-  checkpoints = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  checkpoints = workdir_lib.checkpoint_manager(workdir, config.keep_checkpoints)
   writer = metrics_io.MetricsWriter(workdir, enabled=is_chief)
-  if checkpoints.latest_step() is not None:
-    restored_step = checkpoints.latest_step()
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-    state = checkpoints.restore(restored_step, args=ocp.args.StandardRestore(abstract))
+  state, restored_step = workdir_lib.restore_or_keep(checkpoints, state)
+  if restored_step is not None:
     log.info("Restored checkpoint at step %d from %s", restored_step, workdir)
     writer.truncate_after(restored_step)
   start_step = int(jax.device_get(state.step))
 
-  run_info = {"config": json.loads(config.to_json_best_effort()), "data": loaded.info,
+  saved = json.loads(config.to_json_best_effort())
+  if saved["data_dir"]:   # so that the run can be evaluated from any directory
+    saved["data_dir"] = os.path.abspath(saved["data_dir"])
+  run_info = {"config": saved, "data": loaded.info,
               "num_params": count_params(state.params), "devices": [str(d) for d in jax.devices()],
               "process_count": jax.process_count(), "jax_version": jax.__version__}
   if is_chief:

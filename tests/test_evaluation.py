@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hermite_vae import evaluation, objectives
-from hermite_vae.models.mlp import HierarchicalVAE
+from hermite_vae.models.mlp import MLPHierarchicalVAE
 
 
 # ----------------------------------------------------------------------------
@@ -70,7 +70,7 @@ def test_iw_bounds_increase_to_log_px():
 
 
 # ----------------------------------------------------------------------------
-MODEL = HierarchicalVAE((3, 2), (8, 8), num_pixels=6)
+MODEL = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=6)
 X = (jax.random.uniform(jax.random.PRNGKey(2), (10, 6)) < 0.5).astype(jnp.float32)
 PARAMS = MODEL.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
 
@@ -229,3 +229,20 @@ def test_log_weight_and_iw_bound_against_closed_form():
   l5000 = np.asarray(evaluation.iw_bound_batch(model, {}, x, key, 5000, 10), np.float64)
   assert np.all(np.abs(l5000 - exact) < 5 * std_err + 5e-3), (l5000 - exact, std_err)
   assert abs(np.mean(l5000 - exact)) < 5 * np.sqrt(np.mean(std_err**2) / 16) + 2e-3
+
+
+def test_evaluate_dataset_rejects_empty_input():
+  with pytest.raises(ValueError, match="no examples"):
+    evaluation.evaluate_dataset(MODEL, PARAMS, iter(()), jax.random.PRNGKey(0))
+  with pytest.raises(ValueError, match="no examples"):
+    evaluation.evaluate_dataset(MODEL, PARAMS, [(X, jnp.zeros(10))], jax.random.PRNGKey(0))
+
+
+def test_example_cap_and_padding_count_each_example_once():
+  from hermite_vae import data, train
+  images = (np.arange(37 * 6) % 2).reshape(37, 6, 1, 1).astype(np.uint8)
+  batches = list(data.eval_batches(images, 8, train.make_mesh(), max_examples=21))
+  assert len(batches) == 3 and float(sum(m.sum() for _, m in batches)) == 21
+  out = evaluation.evaluate_dataset(MODEL, PARAMS, iter(batches), jax.random.PRNGKey(0),
+                                    au_samples=2)
+  assert out["num_examples"] == 21

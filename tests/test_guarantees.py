@@ -13,7 +13,8 @@ import pytest
 
 from configs import smoke
 from hermite_vae import data, evaluation, metrics_io, objectives, train
-from hermite_vae.models.mlp import HierarchicalVAE
+from hermite_vae import workdir as workdir_lib
+from hermite_vae.models.mlp import MLPHierarchicalVAE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,8 +76,8 @@ def test_exact_resume_after_sigkill(tmp_path):
   assert "Restored checkpoint at step" in second.stderr
 
   assert _strip(metrics_io.read_metrics(full)) == _strip(metrics_io.read_metrics(killed))
-  _, state_full, _ = train.restore_state(full, RESUME_CONFIG(), 784)
-  _, state_killed, step = train.restore_state(killed, RESUME_CONFIG(), 784)
+  _, state_full, _ = workdir_lib.restore_state(full, RESUME_CONFIG(), 784)
+  _, state_killed, step = workdir_lib.restore_state(killed, RESUME_CONFIG(), 784)
   assert step == 12
   for a, b in zip(_leaves(state_full), _leaves(state_killed)):
     np.testing.assert_array_equal(a, b)
@@ -89,7 +90,7 @@ def test_steps_per_dispatch_changes_neither_metrics_nor_checkpoints(tmp_path):
                   checkpoint_every=9, steps_per_dispatch=k)
     train.train_and_evaluate(cfg, str(tmp_path / str(k)))
     runs[k] = (metrics_io.read_metrics(str(tmp_path / str(k))),
-               train.restore_state(str(tmp_path / str(k)), cfg, 784)[1])
+               workdir_lib.restore_state(str(tmp_path / str(k)), cfg, 784)[1])
   (one, state_one), (four, state_four) = runs[1], runs[4]
   assert [r["step"] for r in one] == [r["step"] for r in four] == [3, 6, 9, 9]
   for a, b in zip(one, four):
@@ -153,13 +154,13 @@ def _temp_bytes(fn, *args):
   return jax.jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
 
 
-MEM_MODEL = HierarchicalVAE((16, 16, 16), (128, 128, 128), num_pixels=784)
+MEM_MODEL = MLPHierarchicalVAE((16, 16, 16), (128, 128, 128), num_pixels=784)
 MEM_X = jnp.zeros((64, 784))
 MEM_PARAMS = MEM_MODEL.init(jax.random.PRNGKey(0), MEM_X, jax.random.PRNGKey(1))["params"]
 
 
 def _hvae_grad_bytes(n, sequential):
-  cfg = train.ObjectiveConfig(method="hvae", rho=0.9, rho_anneal_steps=0, num_ou_samples=n,
+  cfg = objectives.ObjectiveConfig(method="hvae", rho=0.9, rho_anneal_steps=0, num_ou_samples=n,
                               smooth_target="mean_std", num_iw_samples=1, kl_warmup_start=0,
                               kl_warmup_steps=0, free_bits=0.0, ou_sequential=sequential)
   grad = jax.grad(lambda p: objectives.loss_and_metrics(p, MEM_MODEL, MEM_X,

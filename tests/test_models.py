@@ -8,7 +8,7 @@ import pytest
 
 from configs import cifar10_mlp, cifar10_resnet, mnist_mlp, mnist_mlp_5layer, mnist_mlp_64, mnist_resnet
 from hermite_vae.models.layers import gaussian_log_prob, gaussian_log_prob_ratio, kl_to_standard_normal
-from hermite_vae.models.mlp import HierarchicalVAE, count_params
+from hermite_vae.models.mlp import MLPHierarchicalVAE, count_params
 from hermite_vae import train
 
 
@@ -59,11 +59,11 @@ def test_40x4_preset_values():
 
 
 def test_layer_names_and_mismatch():
-  model = HierarchicalVAE((3, 2), (8, 8), num_pixels=5)
+  model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=5)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 5)), jax.random.PRNGKey(1))["params"]
   assert set(params) == {"q_z1", "q_z2", "p_z1", "p_x"}
   with pytest.raises(ValueError, match="latent_dims.*hidden_dims"):
-    HierarchicalVAE((3, 2), (8,), num_pixels=5).init(
+    MLPHierarchicalVAE((3, 2), (8,), num_pixels=5).init(
         jax.random.PRNGKey(0), jnp.zeros((1, 5)), jax.random.PRNGKey(1))
 
 
@@ -118,7 +118,7 @@ def test_discretized_logistic_is_a_distribution_over_256_values():
 
 def test_discretized_logistic_model_shapes_and_bounds():
   from hermite_vae.models import layers
-  model = HierarchicalVAE((3, 2), (8, 8), num_pixels=12, likelihood="discretized_logistic")
+  model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=12, likelihood="discretized_logistic")
   x = jnp.full((2, 12), 255.0)
   variables = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
   out = model.apply(variables, x, jax.random.PRNGKey(1))
@@ -127,15 +127,15 @@ def test_discretized_logistic_model_shapes_and_bounds():
   image = layers.mean_image("discretized_logistic", out)
   assert image.shape == (2, 12) and float(image.min()) >= 0 and float(image.max()) <= 1
   with pytest.raises(ValueError, match="likelihood"):
-    HierarchicalVAE((3, 2), (8, 8), num_pixels=12, likelihood="gaussian").init(
+    MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=12, likelihood="gaussian").init(
         jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
 
 
 # ------------------------------------------------------------------ ResNets
 
 def test_resnet_hierarchy_shapes_and_layer_names():
-  from hermite_vae.models.resnet import HierarchicalResNetVAE
-  model = HierarchicalResNetVAE((28, 28, 1), (3, 2), channels=4, num_blocks=1)
+  from hermite_vae.models.resnet import ResNetHierarchicalVAE
+  model = ResNetHierarchicalVAE((28, 28, 1), (3, 2), channels=4, num_blocks=1)
   assert model.latent_dims == (14 * 14 * 3, 14 * 14 * 2) and model.num_pixels == 784
   x = jnp.zeros((2, 784))
   variables = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
@@ -146,7 +146,7 @@ def test_resnet_hierarchy_shapes_and_layer_names():
   loc, scale = model.apply(variables, 0, jnp.zeros((5, 2, 392)), method=model.generate_layer)
   assert loc.shape == (5, 2, 588)   # extra leading axes (OU samples, IW samples) pass through
   # 8-bit colour images: location and log-scale per sub-pixel.
-  colour = HierarchicalResNetVAE((32, 32, 3), (2,), channels=4, num_blocks=0,
+  colour = ResNetHierarchicalVAE((32, 32, 3), (2,), channels=4, num_blocks=0,
                                  likelihood="discretized_logistic")
   xc = jnp.full((2, 3072), 128.0)
   out = colour.apply(colour.init(jax.random.PRNGKey(0), xc, jax.random.PRNGKey(1)), xc,
@@ -205,3 +205,28 @@ def test_resnet_presets_build(module, pixels):
   assert len(model.latent_dims) == len(c.latent_channels) and count_params(params) > 1e6
   with pytest.raises(ValueError, match="not 100 pixels"):
     train.create_model(c, 100)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "resnet"])
+def test_a_model_built_by_hand_is_the_one_built_from_the_default_config(architecture):
+  from hermite_vae import config_lib
+  from hermite_vae.models.resnet import ResNetHierarchicalVAE
+  config = config_lib.default_config()
+  config.architecture = architecture
+  config.dataset = "mnist"
+  config.latent_channels = (2, 1)
+  from_config = train.create_model(config, 784)
+  if architecture == "mlp":
+    by_hand = MLPHierarchicalVAE(tuple(config.latent_dims), tuple(config.hidden_dims))
+  else:
+    by_hand = ResNetHierarchicalVAE((28, 28, 1), (2, 1), channels=config.resnet_channels,
+                                    num_blocks=config.resnet_blocks)
+  # Same fields (scale bounds, likelihood, depth), hence the same function.
+  assert by_hand == from_config
+  x = (jax.random.uniform(jax.random.PRNGKey(0), (3, 784)) < 0.5).astype(jnp.float32)
+  params = by_hand.init(jax.random.PRNGKey(1), x, jax.random.PRNGKey(2))
+  big = jax.tree_util.tree_map(lambda p: 50.0 * p, params)    # drive scales to the bound
+  loc, scale = by_hand.apply(big, 0, x, method=by_hand.encode_layer)
+  assert float(scale.max()) <= config.max_scale + config.min_scale
+  np.testing.assert_array_equal(
+      scale, from_config.apply(big, 0, x, method=from_config.encode_layer)[1])

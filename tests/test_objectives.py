@@ -8,19 +8,18 @@ import pytest
 
 from hermite_vae import objectives
 from hermite_vae.models import layers
-from hermite_vae.models.mlp import HierarchicalVAE
-from hermite_vae.models.resnet import HierarchicalResNetVAE
-from hermite_vae.train import ObjectiveConfig
+from hermite_vae.models.mlp import MLPHierarchicalVAE
+from hermite_vae.models.resnet import ResNetHierarchicalVAE
 
-MODEL = HierarchicalVAE((5, 4, 3), (16, 12, 8), num_pixels=20)
+MODEL = MLPHierarchicalVAE((5, 4, 3), (16, 12, 8), num_pixels=20)
 X = (jax.random.uniform(jax.random.PRNGKey(5), (6, 20)) < 0.4).astype(jnp.float32)
 PARAMS = MODEL.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
 # The convolutional hierarchy on 4x5 "images" (odd width: 2x3 latent maps, cropped decoder).
-RESNET = HierarchicalResNetVAE((4, 5, 1), (2, 2, 1), channels=4, num_blocks=1)
+RESNET = ResNetHierarchicalVAE((4, 5, 1), (2, 2, 1), channels=4, num_blocks=1)
 RESNET_PARAMS = RESNET.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
 MODELS = {"mlp": (MODEL, PARAMS), "resnet": (RESNET, RESNET_PARAMS)}
 KEY = jax.random.PRNGKey(3)
-BASE = ObjectiveConfig(method="vae", rho=1.0, rho_anneal_steps=0, num_ou_samples=4,
+BASE = objectives.ObjectiveConfig(method="vae", rho=1.0, rho_anneal_steps=0, num_ou_samples=4,
                        smooth_target="mean_std", num_iw_samples=3, kl_warmup_start=0,
                        kl_warmup_steps=0, free_bits=0.0)
 

@@ -3,8 +3,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hermite_vae import smooth, sweeps
-from hermite_vae.flops import matmul_flops, matmul_ops, matmuls_alone
+from experiments.lab import sweeps
+from experiments.lab.flops import matmul_flops, matmul_ops, matmuls_alone
+from hermite_vae import smooth
 
 
 def test_critical_rho_on_a_step():

@@ -11,6 +11,7 @@ import pytest
 
 from configs import smoke
 from hermite_vae import metrics_io, objectives, train
+from hermite_vae import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,7 +49,7 @@ def test_end_to_end(tmp_path, method, extra):
   model = train.create_model(config, 784)
   init = train.create_train_state(model, train.create_optimizer(config),
                                   jax.random.fold_in(jax.random.PRNGKey(config.seed), 0), 784)
-  _, state, _ = train.restore_state(workdir, config, 784)
+  _, state, _ = workdir_lib.restore_state(workdir, config, 784)
   assert int(state.step) == 6
   for layer in init.params:
     before, after = init.params[layer], state.params[layer]
@@ -109,9 +110,9 @@ def test_resnet_hierarchy_end_to_end(tmp_path):
   info = json.load(open(tmp_path / "config.json"))
   assert info["config"]["architecture"] == "resnet"
   # Restoring the checkpoint rebuilds the same architecture.
-  model, params, step = train.restore_params(str(tmp_path), train.load_run_config(str(tmp_path)),
+  model, params, step = workdir_lib.restore_params(str(tmp_path), workdir_lib.load_run_config(str(tmp_path)),
                                              784)
-  assert step == 4 and type(model).__name__ == "HierarchicalResNetVAE"
+  assert step == 4 and type(model).__name__ == "ResNetHierarchicalVAE"
   with pytest.raises(ValueError, match="config.latent_channels"):
     train.train_and_evaluate(_config(architecture="resnet", latent_channels=()),
                              str(tmp_path / "bad"))
@@ -144,9 +145,9 @@ def test_cifar10_trains_with_discretized_logistic_and_reports_bits_per_dim(tmp_p
 def test_train_steps_scan_equals_repeated_train_step():
   import functools
   import optax
-  from hermite_vae.models.mlp import HierarchicalVAE
-  model = HierarchicalVAE((3, 2), (8, 8), num_pixels=784)
-  cfg = train.ObjectiveConfig.from_config(_config(method="hvae"))
+  from hermite_vae.models.mlp import MLPHierarchicalVAE
+  model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=784)
+  cfg = objectives.ObjectiveConfig.from_config(_config(method="hvae"))
   tx = optax.adam(1e-2)
   state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
   xs = (jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 28, 28, 1)) < 0.3).astype(jnp.float32)
@@ -188,12 +189,13 @@ import numpy as np
 sys.path.insert(0, {root!r})
 import jax
 from configs import smoke
-from hermite_vae import train, metrics_io
+from hermite_vae import metrics_io, train
+from hermite_vae import workdir as workdir_lib
 c = smoke.get_config()
 c.method = sys.argv[2]
 c.num_train_steps = 4; c.log_every = 2; c.eval_every = 4  # 2 steps per dispatch
 out = train.train_and_evaluate(c, sys.argv[1])
-_, state, _ = train.restore_state(sys.argv[1], c, 784)
+_, state, _ = workdir_lib.restore_state(sys.argv[1], c, 784)
 leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state))
 np.savez(sys.argv[1] + "/state.npz",
          **{{jax.tree_util.keystr(path): value for path, value in leaves}})
@@ -234,9 +236,9 @@ def test_same_metrics_on_1_and_4_devices(tmp_path, method):
 def test_train_step_clipping_matches_optax_and_skips_nonfinite():
   import functools
   import optax
-  from hermite_vae.models.mlp import HierarchicalVAE
-  model = HierarchicalVAE((3, 2), (8, 8), num_pixels=784)
-  cfg = train.ObjectiveConfig.from_config(_config(method="vae"))
+  from hermite_vae.models.mlp import MLPHierarchicalVAE
+  model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=784)
+  cfg = objectives.ObjectiveConfig.from_config(_config(method="vae"))
   tx = optax.adam(1e-2)
   state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
   x = (jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1)) < 0.3).astype(jnp.float32)

@@ -133,9 +133,12 @@ def _draw_batch(images, perm, key, step, *, batch, steps_per_epoch, dynamic):
   return x
 
 
-def eval_batches(images: np.ndarray, batch_size: int, mesh: Mesh):
+def eval_batches(images: np.ndarray, batch_size: int, mesh: Mesh, max_examples: int = 0):
   """Yields ``(x, mask)``: fixed-size float32 batches sharded along ``data`` (the last one
-  padded, ``mask`` 1.0 on real examples). Each process reads its share of the examples."""
+  padded, ``mask`` 1.0 on real examples) over the first ``max_examples`` images (0: all).
+  Each process reads its share of the examples."""
+  if max_examples:
+    images = images[:max_examples]
   num_proc, proc = jax.process_count(), jax.process_index()
   lo, hi = _process_share(len(images), num_proc, proc)
   local = images[lo:hi]

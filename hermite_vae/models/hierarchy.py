@@ -19,8 +19,8 @@ def check_likelihood(likelihood: str) -> None:
 
 
 class LayerwiseHierarchy(nn.Module):
-  """Base of :class:`~hermite_vae.models.mlp.HierarchicalVAE` and
-  :class:`~hermite_vae.models.resnet.HierarchicalResNetVAE` (no fields of its own)."""
+  """Base of :class:`~hermite_vae.models.mlp.MLPHierarchicalVAE` and
+  :class:`~hermite_vae.models.resnet.ResNetHierarchicalVAE` (no fields of its own)."""
 
   def encode_layer(self, i: int, h):
     """q(z_{i+1} | h) with h = x (flattened pixels as stored: {0, 1} or 0..255) for i = 0,

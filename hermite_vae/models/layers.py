@@ -19,6 +19,10 @@ import jax
 import jax.numpy as jnp
 
 LOG_2PI = math.log(2 * math.pi)
+# Default bounds of every Gaussian scale (the training config's defaults read these):
+# scale = MAX_SCALE * tanh(softplus(raw) / MAX_SCALE) + MIN_SCALE; MAX_SCALE = 0: no bound.
+MIN_SCALE = 1e-3
+MAX_SCALE = 3.0
 
 
 class TanhMLP(nn.Module):
@@ -36,12 +40,13 @@ class GaussianLayer(nn.Module):
   """h -> (loc, scale) of a diagonal Gaussian over ``latent_dim`` units.
 
   ``max_scale > 0`` bounds the scale smoothly: max_scale * tanh(softplus(raw) / max_scale)
-  (about softplus(raw) well below the bound). Off (0) by default.
+  (about softplus(raw) well below the bound); 0 turns the bound off. Defaults:
+  :data:`MIN_SCALE`, :data:`MAX_SCALE` (the training config's defaults too).
   """
   widths: Sequence[int]
   latent_dim: int
-  min_scale: float = 1e-3
-  max_scale: float = 0.0
+  min_scale: float = MIN_SCALE
+  max_scale: float = MAX_SCALE
 
   @nn.compact
   def __call__(self, h):

@@ -20,16 +20,17 @@ from typing import Sequence
 import jax
 
 from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
+from hermite_vae.models import layers
 from hermite_vae.models.layers import LIKELIHOODS, GaussianLayer
 
 
-class HierarchicalVAE(LayerwiseHierarchy):
+class MLPHierarchicalVAE(LayerwiseHierarchy):
   latent_dims: Sequence[int]         # bottom (z1) to top (zL)
   hidden_dims: Sequence[int]         # one width per stochastic layer, bottom to top
   num_pixels: int = 784
   deterministic_layers: int = 2
-  min_scale: float = 1e-3
-  max_scale: float = 0.0
+  min_scale: float = layers.MIN_SCALE
+  max_scale: float = layers.MAX_SCALE
   likelihood: str = "bernoulli"      # p(x|z_1): bernoulli | discretized_logistic (8-bit)
 
   def setup(self):

@@ -1,6 +1,6 @@
 """A convolutional hierarchy with residual blocks (the paper's "Residual ConvNets", §5.2).
 
-Same structure and interface as :class:`hermite_vae.models.mlp.HierarchicalVAE`, with
+Same structure and interface as :class:`hermite_vae.models.mlp.MLPHierarchicalVAE`, with
 convolutional latents: every z_i is a feature map of ``latent_channels[i]`` channels at
 half the image's resolution (14x14 for MNIST/OMNIGLOT, 16x16 for CIFAR-10, as in the
 paper), and every stochastic layer is preceded by ``num_blocks`` residual blocks of
@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 
 from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
+from hermite_vae.models import layers
 from hermite_vae.models.layers import bounded_scale, logistic_params
 
 
@@ -56,8 +57,8 @@ class ConvGaussianLayer(nn.Module):
   channels: int
   num_blocks: int
   downsample: bool = False     # stride-2 input convolution (image -> latent resolution)
-  min_scale: float = 1e-3
-  max_scale: float = 0.0
+  min_scale: float = layers.MIN_SCALE
+  max_scale: float = layers.MAX_SCALE
 
   @nn.compact
   def __call__(self, h):
@@ -97,13 +98,13 @@ class ConvLikelihoodLayer(nn.Module):
     return logistic_params(_flatten_maps(loc), _flatten_maps(log_scale))
 
 
-class HierarchicalResNetVAE(LayerwiseHierarchy):
+class ResNetHierarchicalVAE(LayerwiseHierarchy):
   image_shape: tuple[int, int, int]    # (H, W, C) of the images
   latent_channels: Sequence[int]       # bottom (z1) to top (zL)
   channels: int = 64                   # feature maps of every residual block
   num_blocks: int = 2                  # residual blocks before every stochastic layer
-  min_scale: float = 1e-3
-  max_scale: float = 0.0
+  min_scale: float = layers.MIN_SCALE
+  max_scale: float = layers.MAX_SCALE
   likelihood: str = "bernoulli"
 
   @property

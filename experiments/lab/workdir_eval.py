@@ -1,4 +1,5 @@
-"""Evaluation of a training workdir's latest checkpoint (``experiments/evaluate.py``)."""
+"""Evaluation of a training workdir's latest checkpoint (``experiments/evaluate.py``,
+``experiments/compare.py``)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import jax
 import numpy as np
 
 from hermite_vae import data, evaluation, train
+from hermite_vae import workdir as workdir_lib
 
 
 def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=100,
@@ -18,18 +20,18 @@ def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=
   """Evaluates the original model of ``workdir`` on ``split`` (default: the run's
   eval_split): ELBO, L_1, L_100, L_K, active units, I(x; z_i), bits/dim. Writes
   ``workdir/eval_<split>.json`` and returns the metrics."""
-  config = train.load_run_config(workdir)
+  config = workdir_lib.load_run_config(workdir)
   split = split or config.eval_split
   loaded = data.load(config.dataset, config.data_source, config.data_dir,
                      config.train_split, split)
-  images = loaded.eval[:max_examples] if max_examples else loaded.eval
+  images = loaded.eval
   num_pixels = int(np.prod(images.shape[1:]))
-  model, params, step = train.restore_params(workdir, config, num_pixels)
+  model, params, step = workdir_lib.restore_params(workdir, config, num_pixels)
   mesh = train.make_mesh()
   ks = sorted({1, min(100, num_importance_samples), num_importance_samples})
   t0 = time.time()
   result = evaluation.evaluate_dataset(
-      model, params, data.eval_batches(images, batch_size, mesh), jax.random.PRNGKey(seed),
+      model, params, data.eval_batches(images, batch_size, mesh, max_examples), jax.random.PRNGKey(seed),
       au_samples=au_samples, iw_samples=ks, iw_chunk=chunk, mi_paths=mi_paths)
   result.update(seconds=time.time() - t0, step=step, split=split or loaded.info["eval_split"],
                 data=loaded.info, device=str(jax.devices()[0].platform))

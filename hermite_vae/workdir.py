@@ -1,0 +1,75 @@
+"""A training workdir: its checkpoints (orbax ``CheckpointManager``, made here only), the
+config it was trained with, and its restored state.
+
+    workdir/config.json      resolved config, data source and splits, devices
+    workdir/metrics.jsonl    one JSON object per logged point (train and eval)
+    workdir/tensorboard/     event files
+    workdir/checkpoints/     orbax checkpoints of the TrainState, by step
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from hermite_vae import config_lib
+
+
+def checkpoint_manager(workdir: str, max_to_keep=None) -> ocp.CheckpointManager:
+  """The orbax manager of ``workdir/checkpoints`` (created if missing)."""
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def restore_or_keep(manager: ocp.CheckpointManager, state, step=None):
+  """(state restored from ``step`` (default: the latest), that step), or ``(state, None)``
+  unchanged when there is no checkpoint. ``state`` gives the structure, shapes, dtypes
+  and shardings to restore into (arrays or ``jax.ShapeDtypeStruct``s)."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    return state, None
+  abstract = jax.tree_util.tree_map(
+      lambda x: ocp.utils.to_shape_dtype_struct(x) if isinstance(x, jax.Array) else x, state)
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run saved in ``workdir/config.json``, read over today's defaults, with
+  the data it actually trained on (e.g. the embedded digits after a fallback)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir!r} is not a training workdir")
+  with open(path) as f:
+    info = json.load(f)
+  config = config_lib.from_saved(info["config"])
+  config.dataset = info["data"]["data_used"]
+  if info["data"]["source"] == "embedded":
+    config.data_source = "embedded"
+  return config
+
+
+def restore_state(workdir: str, config, num_pixels: int, step=None):
+  """(model, TrainState, step) from the latest (or given) checkpoint of ``workdir``."""
+  from hermite_vae import train  # pylint: disable=g-import-not-at-top (train imports this)
+  model = train.create_model(config, num_pixels)
+  tx = train.create_optimizer(config)
+  abstract = jax.eval_shape(
+      lambda: train.create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels))
+  manager = checkpoint_manager(workdir)
+  try:
+    state, step = restore_or_keep(manager, abstract, step)
+  finally:
+    manager.close()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+  return model, state, step
+
+
+def restore_params(workdir: str, config, num_pixels: int, step=None):
+  """(model, params, step) from the latest (or given) checkpoint of ``workdir``."""
+  model, state, step = restore_state(workdir, config, num_pixels, step)
+  return model, state.params, step
