@@ -122,7 +122,7 @@ def _f_multi(z):  # z: [2]
 
 
 def test_eq5_variance_of_smoothed_function():
-  rho, n, m = 0.7, 512, 20_000
+  rho, n, m = 0.7, 128, 20_000
   expected = sum(rho**(2 * (a + b)) * c**2 for (a, b), c in COEFFS.items() if a + b > 0)
   z = jax.random.normal(KEY, (m, 2))
   keys = jax.random.split(jax.random.fold_in(KEY, 3), m)

@@ -204,7 +204,7 @@ print(json.dumps({{"devices": jax.device_count(), "eval": out,
 """
 
 
-@pytest.mark.parametrize("method", ["hvae", "iwae"])
+@pytest.mark.parametrize("method", ["hvae", pytest.param("iwae", marks=pytest.mark.slow)])
 def test_same_metrics_on_1_and_4_devices(tmp_path, method):
   results = []
   for n in (1, 4):
