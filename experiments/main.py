@@ -2,12 +2,15 @@
 
     python experiments/main.py --config=configs/mnist_mlp.py --workdir=/tmp/hvae
     python experiments/main.py --config=configs/mnist_mlp.py --config.rho=0.95 ...
+
+Several processes: run the same command in each with ``--config.distributed=True`` (TPU
+pod slices, SLURM, Open MPI) or ``--config.coordinator_address=HOST:PORT
+--config.num_processes=N --config.process_id=I`` (see experiments/launch_local.py).
 """
 import logging as std_logging
 import os
 
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
-import jax
 from ml_collections import config_flags
 
 from hermite_vae import train
@@ -26,10 +29,8 @@ def main(argv):
   # libraries (orbax, TFDS) only from WARNING up.
   logging.set_verbosity(logging.WARNING)
   std_logging.getLogger("hermite_vae").setLevel(std_logging.INFO)
-  if FLAGS.config.distributed:
-    jax.distributed.initialize()
-  std_logging.getLogger("hermite_vae").info("JAX process %d / %d; local devices: %s", jax.process_index(),
-               jax.process_count(), jax.local_devices())
+  # The process group (config.distributed / coordinator_address) is joined inside
+  # train_and_evaluate, before any JAX computation.
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from hermite_vae import objectives
+from hermite_vae import distributed, objectives
 from hermite_vae.data import registry, sources
 from hermite_vae.models import layers
 
@@ -108,7 +108,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.progress_bar = True
 
   c.seed = 0
-  c.distributed = False           # call jax.distributed.initialize() (multi-host)
+  # Several processes (see hermite_vae/distributed.py and the README's "Scaling out").
+  c.distributed = False           # True: jax.distributed.initialize() detects the cluster
+  c.coordinator_address = ""      # host:port of process 0 for an explicit cluster
+  c.num_processes = 0             # with coordinator_address: the number of processes
+  c.process_id = -1               # with coordinator_address: this process, 0-based
+  c.distributed_timeout_s = 60    # joining the group fails after this many seconds
+
+  # Dtype of the model's matmuls and convolutions: float32 | bfloat16 (accelerators).
+  # Parameters, optimizer state, densities, losses and metrics stay float32.
+  c.compute_dtype = "float32"
   return c
 
 
@@ -145,7 +154,7 @@ def validate(config) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(key, value, "must be an integer >= 1")
   for key in ("kl_warmup_start", "kl_warmup_steps", "warmup_steps", "au_samples", "mi_paths",
-              "eval_iw_samples", "eval_max_examples"):
+              "eval_iw_samples", "eval_max_examples", "num_processes"):
     if not isinstance(c[key], int) or c[key] < 0:
       _fail(key, c[key], "must be an integer >= 0")
   if not isinstance(c.ou_sequential, bool):
@@ -192,6 +201,9 @@ def validate(config) -> None:
     pixels = "8-bit" if expected == "discretized_logistic" else "binary"
     _fail("likelihood", requested, f"dataset {c.dataset!r} has {pixels} pixels; use "
           f"{expected!r} (or 'auto')")
+  distributed.validate(c)
+  if c.compute_dtype not in ("float32", "bfloat16"):
+    _fail("compute_dtype", c.compute_dtype, "expected 'float32' or 'bfloat16'")
   if c.data_source not in sources.SOURCES:
     _fail("data_source", c.data_source, f"expected one of {sources.SOURCES}")
 

@@ -32,6 +32,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from hermite_vae import objectives
 
@@ -94,6 +95,13 @@ def mutual_information_batch(model, params, x, num_paths: int, key):
   return jnp.stack(out)
 
 
+def _host(x) -> np.ndarray:
+  """A (global) array's value on the host; gathers across processes when needed."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
 class _Moments:
   """Streaming per-unit mean/variance over examples (float64 on the host)."""
 
@@ -151,10 +159,10 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
   au_noise = [_Moments() for _ in range(num_layers)]
   for b, (x, mask) in enumerate(batches):
     kb = jax.random.fold_in(key, b)
-    mask_np = np.asarray(mask)
+    mask_np = _host(mask)
     totals.num_pixels = int(np.prod(x.shape[1:]))
     log_px, kl = _elbo_batch(model, params, x, jax.random.fold_in(kb, 0))
-    log_px, kl = np.asarray(log_px, np.float64), np.asarray(kl, np.float64)
+    log_px, kl = _host(log_px).astype(np.float64), _host(kl).astype(np.float64)
     elbo = log_px - kl.sum(0)
     totals.log_px += float((log_px * mask_np).sum())
     totals.kl += (kl * mask_np).sum(axis=1)
@@ -163,16 +171,16 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
     if au_samples:
       for i, (m_x, m_c, noise) in enumerate(posterior_means(model, params, x, au_samples,
                                                             jax.random.fold_in(kb, 1))):
-        au_x[i].add(m_x, mask_np)
-        au_c[i].add(m_c, mask_np)
-        au_noise[i].add(noise, mask_np)
+        au_x[i].add(_host(m_x), mask_np)
+        au_c[i].add(_host(m_c), mask_np)
+        au_noise[i].add(_host(noise), mask_np)
     for k in totals.iw_samples:
       chunk = math.gcd(k, iw_chunk)
       bound = iw_bound_batch(model, params, x, jax.random.fold_in(kb, 2), k, chunk)
-      totals.iw[k] += float((np.asarray(bound, np.float64) * mask_np).sum())
+      totals.iw[k] += float((_host(bound).astype(np.float64) * mask_np).sum())
     if mi_paths and mask_np.all():
       mi = mutual_information_batch(model, params, x, mi_paths, jax.random.fold_in(kb, 3))
-      totals.mi += np.asarray(mi, np.float64)
+      totals.mi += _host(mi).astype(np.float64)
       totals.mi_batches += 1
   if totals.count == 0:
     raise ValueError("evaluate_dataset: no examples (the batches were empty or fully "

@@ -1,9 +1,11 @@
 """Training: ``train_and_evaluate(config, workdir)``, the one tested entry point.
 
-Data parallel with ``jax.sharding``: a 1-D device mesh with axis ``data``; the batch is
-sharded along it, parameters and optimizer state replicated; XLA inserts the gradient
-all-reduce. Multi-host: each process draws its share of the batch (see ``data.batches``)
-and ``jax.distributed.initialize()`` runs when ``config.distributed``.
+Data parallel with ``jax.sharding``: a 1-D device mesh with axis ``data`` over every
+device of every process; the global batch is sharded along it, parameters and optimizer
+state replicated; XLA inserts the gradient all-reduce. Several processes: the process
+group is joined first (``distributed.initialize``); each process computes its rows of
+each global batch (``data.batches``), which do not depend on the number of processes or
+devices, so a run's numbers do not either (up to float reduction order).
 
 Randomness: the step key is ``fold_in(PRNGKey(seed), step)`` and batches depend only on
 (seed, step), so a run restored from a checkpoint continues exactly like an uninterrupted
@@ -32,7 +34,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from hermite_vae import config_lib, data, evaluation, metrics_io, objectives
+from hermite_vae import config_lib, data, distributed, evaluation, metrics_io, objectives
 from hermite_vae import workdir as workdir_lib
 from hermite_vae.models.mlp import MLPHierarchicalVAE, count_params
 from hermite_vae.models.resnet import ResNetHierarchicalVAE
@@ -53,7 +55,8 @@ def create_model(config, num_pixels: int):
   """The config's hierarchy: ``architecture='mlp'`` (:class:`MLPHierarchicalVAE`) or
   ``'resnet'`` (:class:`ResNetHierarchicalVAE`, for the dataset's image shape)."""
   common = dict(min_scale=config.min_scale, max_scale=config.max_scale,
-                likelihood=config_lib.likelihood(config))
+                likelihood=config_lib.likelihood(config),
+                dtype=jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32)
   if config.architecture == "resnet":
     shape = tuple(data.get_spec(config.dataset).image_shape)
     if int(np.prod(shape)) != num_pixels:
@@ -188,6 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns the last evaluation's metrics.
   """
   config_lib.validate(config)
+  distributed.initialize(config)
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
   loaded = data.load(config.dataset, config.data_source, config.data_dir,

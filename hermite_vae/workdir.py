@@ -59,6 +59,10 @@ def restore_state(workdir: str, config, num_pixels: int, step=None):
   tx = train.create_optimizer(config)
   abstract = jax.eval_shape(
       lambda: train.create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels))
+  # Restored replicated on this process's mesh, whatever the layout it was saved from.
+  replicated = jax.sharding.NamedSharding(train.make_mesh(), jax.sharding.PartitionSpec())
+  abstract = jax.tree_util.tree_map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
   manager = checkpoint_manager(workdir)
   try:
     state, step = restore_or_keep(manager, abstract, step)

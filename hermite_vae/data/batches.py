@@ -1,20 +1,23 @@
 """Device-resident datasets: shuffling and binarization with ``jax.random``, no per-step
 host->device copy.
 
-The uint8 images are put on the devices once (replicated over this process's devices).
-Training batches are drawn on device: each epoch is a permutation of this process's share
-of the examples, ``permutation(fold_in(fold_in(key, process_index), epoch))``, and
-dynamically binarized datasets get a fresh Bernoulli draw per batch from
-``fold_in(key, step)``. The order depends only on (seed, step, process count), so a
-resumed run sees exactly the batches an uninterrupted one would.
+The uint8 training images are put on the devices once (replicated over this process's
+devices). Training batches are drawn on device: each epoch is a permutation of the
+examples, ``permutation(fold_in(fold_in(key, 0), epoch))``, and dynamically binarized
+datasets get a fresh Bernoulli draw per batch from ``fold_in(key, step)``. The global
+batch of a step depends only on (seed, step) — not on the number of processes or devices
+— so a resumed run sees exactly the batches an uninterrupted one would, and a run on
+2 processes x 2 devices sees those of 1 process x 4 devices.
 
 Evaluation sets of dynamically binarized datasets are binarized once on the host with
 ``numpy.random.default_rng(EVAL_BINARIZATION_SEED)`` so every evaluation scores the same
 binary images.
 
-Multi-process: each process keeps the contiguous shard ``[p*N/P, (p+1)*N/P)`` of the
-examples and draws ``batch_size / P`` examples per step from it; the global batch is
-assembled with ``jax.make_array_from_process_local_data``.
+Multi-process: every process holds the training images (these datasets are at most
+CIFAR-10's 150 MB) and computes only its rows ``[p*B/P, (p+1)*B/P)`` of each global batch
+of B; evaluation batch b is the examples ``[b*B, (b+1)*B)`` whatever the layout, each
+process reading its rows of it. The global arrays are assembled with
+``jax.make_array_from_process_local_data``.
 """
 from __future__ import annotations
 
@@ -35,12 +38,6 @@ def binarize_once(images: np.ndarray, seed: int = EVAL_BINARIZATION_SEED) -> np.
       np.uint8)
 
 
-def _process_share(n, num_processes, index):
-  lo = n * index // num_processes
-  hi = n * (index + 1) // num_processes
-  return lo, hi
-
-
 class TrainBatches:
   """Draws training batches on device, sharded along the mesh's ``data`` axis.
 
@@ -53,25 +50,26 @@ class TrainBatches:
   def __init__(self, images: np.ndarray, batch_size: int, binarization: str, seed: int,
                mesh: Mesh):
     num_proc, proc = jax.process_count(), jax.process_index()
-    if batch_size % mesh.size:
+    if batch_size % mesh.size or batch_size % num_proc:
       raise ValueError(f"batch_size={batch_size} must be divisible by the number of "
-                       f"devices ({mesh.size}).")
+                       f"devices ({mesh.size}) and of processes ({num_proc}).")
+    if len(images) < batch_size:
+      raise ValueError(f"batch_size={batch_size} exceeds the {len(images)} training "
+                       "examples.")
+    self.batch_size = batch_size
     self.local_batch = batch_size // num_proc
-    lo, hi = _process_share(len(images), num_proc, proc)
-    if hi - lo < self.local_batch:
-      raise ValueError(f"batch_size={batch_size} exceeds the {hi - lo} training examples "
-                       f"of this process.")
     self.mesh = mesh
     self.binarization = binarization
-    self.steps_per_epoch = (hi - lo) // self.local_batch
-    self._key = jax.random.fold_in(jax.random.PRNGKey(seed), proc)
+    self.steps_per_epoch = len(images) // batch_size
+    self._key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
     local_mesh = Mesh(np.array(mesh.local_devices), ("data",))
     self._replicated = NamedSharding(local_mesh, P())
     self._local_sharding = NamedSharding(local_mesh, P(None, "data"))
     self._global_sharding = NamedSharding(mesh, P(None, "data"))
-    self.images = jax.device_put(images[lo:hi], self._replicated)
+    self.images = jax.device_put(images, self._replicated)
     self._epoch, self._perm = None, None
-    draw = functools.partial(_draw_batch, batch=self.local_batch,
+    draw = functools.partial(_draw_batch, batch=batch_size,
+                             rows=(proc * self.local_batch, self.local_batch),
                              steps_per_epoch=self.steps_per_epoch,
                              dynamic=binarization == "dynamic")
     # Draws `length` consecutive batches of one epoch, from step `step + offset`:
@@ -123,33 +121,38 @@ class TrainBatches:
     return jax.make_array_from_process_local_data(self._global_sharding, local)
 
 
-def _draw_batch(images, perm, key, step, *, batch, steps_per_epoch, dynamic):
+def _draw_batch(images, perm, key, step, *, batch, rows, steps_per_epoch, dynamic):
+  """This process's ``rows`` (start, count) of the global batch of ``step``."""
+  start, count = rows
   i = step % steps_per_epoch
-  idx = jax.lax.dynamic_slice_in_dim(perm, i * batch, batch)
+  idx = jax.lax.dynamic_slice_in_dim(perm, i * batch, batch)[start:start + count]
   x = images[idx].astype(jnp.float32)
   if dynamic:
-    u = jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, step), 1), x.shape)
+    u = jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, step), 1),
+                           (batch,) + x.shape[1:])[start:start + count]
     x = (u < x / 255.0).astype(jnp.float32)
   return x
 
 
 def eval_batches(images: np.ndarray, batch_size: int, mesh: Mesh, max_examples: int = 0):
-  """Yields ``(x, mask)``: fixed-size float32 batches sharded along ``data`` (the last one
-  padded, ``mask`` 1.0 on real examples) over the first ``max_examples`` images (0: all).
-  Each process reads its share of the examples."""
+  """Yields ``(x, mask)``: fixed-size float32 global batches sharded along ``data`` (the
+  last one padded, ``mask`` 1.0 on real examples) over the first ``max_examples`` images
+  (0: all). Batch b holds the examples [b*B, (b+1)*B) on any number of processes; each
+  process reads its rows of it."""
   if max_examples:
     images = images[:max_examples]
   num_proc, proc = jax.process_count(), jax.process_index()
-  lo, hi = _process_share(len(images), num_proc, proc)
-  local = images[lo:hi]
+  if batch_size % num_proc:
+    raise ValueError(f"eval batch_size={batch_size} must be divisible by the number of "
+                     f"processes ({num_proc}).")
   local_batch = batch_size // num_proc
   sharding = NamedSharding(mesh, P("data"))
-  n_batches = -(-max(len(images) // num_proc, 1) // local_batch)
-  for b in range(n_batches):
-    chunk = local[b * local_batch:(b + 1) * local_batch]
+  for b in range(-(-len(images) // batch_size)):
+    lo = b * batch_size + proc * local_batch
+    chunk = images[lo:lo + local_batch]
     mask = np.zeros(local_batch, np.float32)
     mask[:len(chunk)] = 1.0
-    pad = np.zeros((local_batch - len(chunk),) + local.shape[1:], local.dtype)
+    pad = np.zeros((local_batch - len(chunk),) + images.shape[1:], images.dtype)
     x = np.concatenate([chunk, pad]).astype(np.float32)
     yield (jax.make_array_from_process_local_data(sharding, x),
            jax.make_array_from_process_local_data(sharding, mask))

@@ -12,7 +12,7 @@ diverging at the default learning rate.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -28,11 +28,12 @@ MAX_SCALE = 3.0
 class TanhMLP(nn.Module):
   """Deterministic tanh layers (the paper uses two per stochastic layer)."""
   widths: Sequence[int]
+  dtype: Any = jnp.float32     # compute dtype of the matmuls (parameters stay float32)
 
   @nn.compact
   def __call__(self, h):
     for j, width in enumerate(self.widths):
-      h = jnp.tanh(nn.Dense(width, name=f"dense_{j}")(h))
+      h = jnp.tanh(nn.Dense(width, dtype=self.dtype, name=f"dense_{j}")(h))
     return h
 
 
@@ -47,12 +48,13 @@ class GaussianLayer(nn.Module):
   latent_dim: int
   min_scale: float = MIN_SCALE
   max_scale: float = MAX_SCALE
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h):
-    h = TanhMLP(self.widths, name="mlp")(h)
-    loc = nn.Dense(self.latent_dim, name="loc")(h)
-    raw = nn.Dense(self.latent_dim, name="scale")(h)
+    h = TanhMLP(self.widths, self.dtype, name="mlp")(h)
+    loc = nn.Dense(self.latent_dim, dtype=self.dtype, name="loc")(h).astype(jnp.float32)
+    raw = nn.Dense(self.latent_dim, dtype=self.dtype, name="scale")(h).astype(jnp.float32)
     return loc, bounded_scale(raw, self.min_scale, self.max_scale)
 
 
@@ -69,11 +71,12 @@ class BernoulliLayer(nn.Module):
   """z_1 -> logits of p(x|z_1) over ``num_pixels`` binary pixels."""
   widths: Sequence[int]
   num_pixels: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h):
-    h = TanhMLP(self.widths, name="mlp")(h)
-    return nn.Dense(self.num_pixels, name="logits")(h)
+    h = TanhMLP(self.widths, self.dtype, name="mlp")(h)
+    return nn.Dense(self.num_pixels, dtype=self.dtype, name="logits")(h).astype(jnp.float32)
 
 
 class DiscretizedLogisticLayer(nn.Module):
@@ -82,12 +85,14 @@ class DiscretizedLogisticLayer(nn.Module):
   ``MIN_LOG_SCALE`` (as in PixelCNN++) so the density stays finite."""
   widths: Sequence[int]
   num_pixels: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h):
-    h = TanhMLP(self.widths, name="mlp")(h)
-    loc = nn.Dense(self.num_pixels, name="loc")(h)
-    return logistic_params(loc, nn.Dense(self.num_pixels, name="log_scale")(h))
+    h = TanhMLP(self.widths, self.dtype, name="mlp")(h)
+    dense = lambda name: nn.Dense(self.num_pixels, dtype=self.dtype, name=name)
+    return logistic_params(dense("loc")(h).astype(jnp.float32),
+                           dense("log_scale")(h).astype(jnp.float32))
 
 
 MIN_LOG_SCALE = -7.0

@@ -15,12 +15,13 @@ Hermite VAE smooths exactly the ``p_z*`` layers): use :meth:`encode_layer`,
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 
-from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
 from hermite_vae.models import layers
+from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
 from hermite_vae.models.layers import LIKELIHOODS, GaussianLayer
 
 
@@ -32,6 +33,7 @@ class MLPHierarchicalVAE(LayerwiseHierarchy):
   min_scale: float = layers.MIN_SCALE
   max_scale: float = layers.MAX_SCALE
   likelihood: str = "bernoulli"      # p(x|z_1): bernoulli | discretized_logistic (8-bit)
+  dtype: Any = jnp.float32           # compute dtype (bfloat16 on accelerators); params f32
 
   def setup(self):
     if len(self.latent_dims) != len(self.hidden_dims):
@@ -42,14 +44,14 @@ class MLPHierarchicalVAE(LayerwiseHierarchy):
     num = len(self.latent_dims)
     self.encoders = [
         GaussianLayer((self.hidden_dims[i],) * depth, self.latent_dims[i], self.min_scale,
-                      self.max_scale, name=f"q_z{i + 1}") for i in range(num)]
+                      self.max_scale, self.dtype, name=f"q_z{i + 1}") for i in range(num)]
     # generators[i] is p(z_{i+1} | z_{i+2}) (paper p(z_i|z_{i+1}) with i 1-based).
     self.generators = [
         GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
-                      self.max_scale, name=f"p_z{i + 1}") for i in range(num - 1)]
+                      self.max_scale, self.dtype, name=f"p_z{i + 1}") for i in range(num - 1)]
     check_likelihood(self.likelihood)
     self.decoder = LIKELIHOODS[self.likelihood]((self.hidden_dims[0],) * depth,
-                                                self.num_pixels, name="p_x")
+                                                self.num_pixels, self.dtype, name="p_x")
 
   @property
   def num_layers(self) -> int:

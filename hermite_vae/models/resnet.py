@@ -19,13 +19,14 @@ second convolution initialised at zero (each block starts as the identity).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
 from hermite_vae.models import layers
+from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
 from hermite_vae.models.layers import bounded_scale, logistic_params
 
 
@@ -33,11 +34,12 @@ class ResBlock(nn.Module):
   """h + conv(elu(conv(elu(h)))); the second convolution starts at zero, so every block
   starts as the identity and a deep unnormalized stack does not inflate activations."""
   channels: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h):
-    r = nn.Conv(self.channels, (3, 3), name="conv_0")(jax.nn.elu(h))
-    r = nn.Conv(self.channels, (3, 3), kernel_init=nn.initializers.zeros,
+    r = nn.Conv(self.channels, (3, 3), dtype=self.dtype, name="conv_0")(jax.nn.elu(h))
+    r = nn.Conv(self.channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype,
                 name="conv_1")(jax.nn.elu(r))
     return h + r
 
@@ -59,16 +61,19 @@ class ConvGaussianLayer(nn.Module):
   downsample: bool = False     # stride-2 input convolution (image -> latent resolution)
   min_scale: float = layers.MIN_SCALE
   max_scale: float = layers.MAX_SCALE
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h):
     h = _to_maps(h, self.in_shape)
-    h = nn.Conv(self.channels, (3, 3), strides=2 if self.downsample else 1, name="conv_in")(h)
+    h = nn.Conv(self.channels, (3, 3), strides=2 if self.downsample else 1, dtype=self.dtype,
+                name="conv_in")(h)
     for j in range(self.num_blocks):
-      h = ResBlock(self.channels, name=f"block_{j}")(h)
+      h = ResBlock(self.channels, self.dtype, name=f"block_{j}")(h)
     h = jax.nn.elu(h)
-    loc = nn.Conv(self.latent_channels, (3, 3), name="loc")(h)
-    raw = nn.Conv(self.latent_channels, (3, 3), name="scale")(h)
+    loc = nn.Conv(self.latent_channels, (3, 3), dtype=self.dtype, name="loc")(h)
+    raw = nn.Conv(self.latent_channels, (3, 3), dtype=self.dtype, name="scale")(h)
+    loc, raw = loc.astype(jnp.float32), raw.astype(jnp.float32)
     scale = bounded_scale(raw, self.min_scale, self.max_scale)
     return _flatten_maps(loc), _flatten_maps(scale)
 
@@ -81,20 +86,23 @@ class ConvLikelihoodLayer(nn.Module):
   channels: int
   num_blocks: int
   likelihood: str = "bernoulli"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z):
-    h = nn.Conv(self.channels, (3, 3), name="conv_in")(_to_maps(z, self.in_shape))
+    conv = lambda features, name: nn.Conv(features, (3, 3), dtype=self.dtype, name=name)
+    h = conv(self.channels, "conv_in")(_to_maps(z, self.in_shape))
     for j in range(self.num_blocks):
-      h = ResBlock(self.channels, name=f"block_{j}")(h)
-    h = nn.ConvTranspose(self.channels, (3, 3), strides=(2, 2), name="upsample")(jax.nn.elu(h))
+      h = ResBlock(self.channels, self.dtype, name=f"block_{j}")(h)
+    h = nn.ConvTranspose(self.channels, (3, 3), strides=(2, 2), dtype=self.dtype,
+                         name="upsample")(jax.nn.elu(h))
     h = jax.nn.elu(h)
     height, width, colours = self.image_shape
     h = h[..., :height, :width, :]
     if self.likelihood == "bernoulli":
-      return _flatten_maps(nn.Conv(colours, (3, 3), name="logits")(h))
-    loc = nn.Conv(colours, (3, 3), name="loc")(h)
-    log_scale = nn.Conv(colours, (3, 3), name="log_scale")(h)
+      return _flatten_maps(conv(colours, "logits")(h).astype(jnp.float32))
+    loc = conv(colours, "loc")(h).astype(jnp.float32)
+    log_scale = conv(colours, "log_scale")(h).astype(jnp.float32)
     return logistic_params(_flatten_maps(loc), _flatten_maps(log_scale))
 
 
@@ -106,6 +114,7 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
   min_scale: float = layers.MIN_SCALE
   max_scale: float = layers.MAX_SCALE
   likelihood: str = "bernoulli"
+  dtype: Any = jnp.float32             # compute dtype (bfloat16 on accelerators); params f32
 
   @property
   def latent_shape(self):
@@ -129,7 +138,7 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
     check_likelihood(self.likelihood)
     maps = [self.latent_shape + (c,) for c in self.latent_channels]
     common = dict(channels=self.channels, num_blocks=self.num_blocks,
-                  min_scale=self.min_scale, max_scale=self.max_scale)
+                  min_scale=self.min_scale, max_scale=self.max_scale, dtype=self.dtype)
     self.encoders = [
         ConvGaussianLayer(tuple(self.image_shape) if i == 0 else maps[i - 1],
                           self.latent_channels[i], downsample=i == 0, name=f"q_z{i + 1}",
@@ -138,4 +147,5 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
         ConvGaussianLayer(maps[i + 1], self.latent_channels[i], name=f"p_z{i + 1}", **common)
         for i in range(self.num_layers - 1)]
     self.decoder = ConvLikelihoodLayer(maps[0], tuple(self.image_shape), self.channels,
-                                       self.num_blocks, self.likelihood, name="p_x")
+                                       self.num_blocks, self.likelihood, self.dtype,
+                                       name="p_x")
