@@ -106,6 +106,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.au_threshold = 0.01
   c.mi_paths = 10                 # sample paths for q(z_i|x) in the I(x; z_i) estimate (0: off)
   c.progress_bar = True
+  # Live diagnostics (off: 0): every this many steps, per intermediate generator layer, the
+  # variance of its KL term's gradient at the run's rho over diagnostics_draws draws and
+  # Var[U_rho mu_i] / Var[mu_i], on the first 16 evaluation examples (split 'diagnostics'
+  # in metrics.jsonl and TensorBoard). Cost: about 2 x diagnostics_draws gradient steps.
+  c.diagnostics_every = 0
+  c.diagnostics_draws = 16
 
   c.seed = 0
   # Several processes (see hermite_vae/distributed.py and the README's "Scaling out").
@@ -149,12 +155,13 @@ def validate(config) -> None:
     _fail("hvae_gradient", gradient, f"expected one of {objectives.HVAE_GRADIENTS}")
   for key in ("num_ou_samples", "num_iw_samples", "batch_size", "num_train_steps",
               "log_every", "eval_every", "checkpoint_every", "eval_batch_size",
-              "deterministic_layers", "keep_checkpoints", "steps_per_dispatch"):
+              "deterministic_layers", "keep_checkpoints", "steps_per_dispatch",
+              "diagnostics_draws"):
     value = c[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(key, value, "must be an integer >= 1")
   for key in ("kl_warmup_start", "kl_warmup_steps", "warmup_steps", "au_samples", "mi_paths",
-              "eval_iw_samples", "eval_max_examples", "num_processes"):
+              "eval_iw_samples", "eval_max_examples", "num_processes", "diagnostics_every"):
     if not isinstance(c[key], int) or c[key] < 0:
       _fail(key, c[key], "must be an integer >= 0")
   if not isinstance(c.ou_sequential, bool):

@@ -184,3 +184,28 @@ def generator_spectra(model, params, x, key, *, num_samples=2048, rhos=(0.9,),
                 "sigma": hermite_spectrum(lambda h: apply(h)[1], loc, scale, k,
                                           num_samples=num_samples, rhos=rhos)})
   return out
+
+
+def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_draws=16,
+                 num_samples=512) -> dict:
+  """What the trainer logs every ``diagnostics_every`` steps (split ``diagnostics``), per
+  intermediate generator layer p(z_i|z_{i+1}), bottom to top: the relative and total
+  variance of the KL term's gradient at the run's rho (``grad_var_relative``,
+  ``grad_var_trace``) and Var[U_rho mu_i] / Var[mu_i] under the posterior (eq. 5,
+  ``var_ratio_mu``)."""
+  num_generators = len(model.latent_dims) - 1
+  out = {"grad_var_relative": [], "grad_var_trace": [], "var_ratio_mu": []}
+  path = objectives.encode_path(model, params, x, jax.random.fold_in(key, 0))
+  variables = {"params": params}
+  for i in range(num_generators):
+    meter = gradient_variance(model, params, x, jax.random.fold_in(key, 1 + i), layer=i,
+                              rho=rho, num_ou_samples=num_ou_samples, gradient=gradient,
+                              num_draws=num_draws, chunk=min(num_draws, 8))
+    out["grad_var_relative"].append(meter["relative"])
+    out["grad_var_trace"].append(meter["trace"])
+    _, loc, scale = path[i + 1]
+    mu = lambda h, i=i: model.apply(variables, i, h, method=model.generate_layer)[0]
+    var_u, var_f = _smoothed_variance(mu, loc[0], scale[0], jax.random.fold_in(key, 100 + i),
+                                      num_samples, float(rho))
+    out["var_ratio_mu"].append(float(var_u) / float(var_f) if float(var_f) > 0 else 1.0)
+  return out

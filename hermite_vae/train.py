@@ -34,7 +34,8 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from hermite_vae import config_lib, data, distributed, evaluation, metrics_io, objectives
+from hermite_vae import config_lib, data, diagnostics, distributed, evaluation, metrics_io
+from hermite_vae import objectives
 from hermite_vae import workdir as workdir_lib
 from hermite_vae.models.mlp import MLPHierarchicalVAE, count_params
 from hermite_vae.models.resnet import ResNetHierarchicalVAE
@@ -148,11 +149,25 @@ def make_train_steps(model, tx, config, mesh: Mesh):
 
 def _steps_until_boundary(step: int, config) -> int:
   """Steps to run from ``step`` in one dispatch: at most ``steps_per_dispatch``, ending on
-  the next log, eval or checkpoint step (so chunking never changes what is recorded)."""
+  the next log, eval, checkpoint or diagnostics step (so chunking never changes what is
+  recorded)."""
   k = min(config.steps_per_dispatch, config.num_train_steps - step)
-  for every in (config.log_every, config.eval_every, config.checkpoint_every):
-    k = min(k, every - step % every)
+  for every in (config.log_every, config.eval_every, config.checkpoint_every,
+                config.diagnostics_every):
+    if every:
+      k = min(k, every - step % every)
   return k
+
+
+def _live_diagnostics(model, params, eval_images, config, key, step) -> dict:
+  """``diagnostics.live_metrics`` at the run's rho (1 for vae/iwae: the VAE's gradient)."""
+  x = eval_images[:16].reshape(min(16, len(eval_images)), -1).astype(np.float32)
+  rho = float(objectives.rho_at(step, config.rho, int(config.rho_anneal_fraction *
+                                                      config.num_train_steps)))
+  return diagnostics.live_metrics(
+      model, params, x, jax.random.fold_in(key, 10_000_000 + step),
+      rho=rho if config.method == "hvae" else 1.0, num_ou_samples=config.num_ou_samples,
+      gradient=config.hvae_gradient, num_draws=config.diagnostics_draws)
 
 
 def _check_finite(state: TrainState, skip: bool):
@@ -258,6 +273,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         pending, t_last = [], now
         writer.write(done, "train", summary)
         progress.update(done, f"elbo {summary['elbo_nats']:.2f}")
+      if config.diagnostics_every and done % config.diagnostics_every == 0:
+        writer.write(done, "diagnostics", _live_diagnostics(model, state.params, loaded.eval,
+                                                            config, eval_key, done))
       if done % config.eval_every == 0 or done == config.num_train_steps:
         last_eval = evaluate(model, state.params, loaded.eval, config, mesh,
                              jax.random.fold_in(eval_key, done))

@@ -85,3 +85,18 @@ def test_spectrum_is_unbiased_in_high_dimension():
                                      jax.random.PRNGKey(3), num_samples=4000, rhos=())
   assert out["energy"]["1"] == pytest.approx(4.0, rel=0.1)
   assert abs(out["energy"]["2"]) < 0.25 and abs(out["energy"][">=3"]) < 0.5
+
+
+def test_live_diagnostics_are_logged_every_n_steps(tmp_path):
+  from configs import smoke  # pylint: disable=g-import-not-at-top
+  from hermite_vae import metrics_io, train  # pylint: disable=g-import-not-at-top
+  config = smoke.get_config()
+  config.diagnostics_every, config.diagnostics_draws = 2, 4
+  config.num_train_steps, config.log_every, config.eval_every = 4, 4, 4
+  train.train_and_evaluate(config, str(tmp_path))
+  records = [r for r in metrics_io.read_metrics(str(tmp_path)) if r["split"] == "diagnostics"]
+  assert [r["step"] for r in records] == [2, 4]
+  for r in records:
+    assert len(r["grad_var_relative"]) == len(r["var_ratio_mu"]) == 2    # p(z1|z2), p(z2|z3)
+    assert all(v > 0 and math.isfinite(v) for v in r["grad_var_trace"])
+    assert all(0 < v <= 1.2 for v in r["var_ratio_mu"])                   # rho = 0.9 < 1
