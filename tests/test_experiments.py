@@ -82,6 +82,21 @@ def test_compare_curves_samples_evaluate(tmp_path):
 
 
 @pytest.mark.slow
+def test_report_on_a_tiny_run(tmp_path):
+  workdir = tmp_path / "run"
+  _run("main.py", f"--workdir={workdir}", *TINY)
+  out = _run("report.py", f"--workdir={workdir}", "--rhos=1.0,0.9", "--draws=4",
+             "--examples=20", "--spectrum_examples=2", "--spectrum_samples=256")
+  report = (workdir / "report" / "report.md").read_text()
+  assert "wrote" in out and "## Verdict per layer" in report
+  for layer in ("z1", "z2", "z3"):
+    assert f"| {layer} |" in report
+  assert "| z2 | 0.9 | substitute |" in report and "| z2 | 0.9 | jacobian |" in report
+  assert (workdir / "report" / "kl_per_layer.png").stat().st_size > 1000
+  assert (workdir / "report" / "activity.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
 def test_benchmark_tiny(tmp_path):
   out = _run("benchmark.py", "--steps=2", "--repeats=1", "--methods=vae,hvae", "--ou_samples=1",
              "--steps_per_dispatch=1,2",

@@ -98,3 +98,41 @@ def image_grid(images: np.ndarray, path: str, ncol: int = 10, title: str = "") -
     plt.title(title, fontsize=9)
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
+
+
+def kl_per_layer_curves(steps, kl_per_layer, path: str, title: str = "") -> None:
+  """KL term of every layer (bottom z_1 to top z_L) against training steps."""
+  kl = np.asarray(kl_per_layer)
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  for i in range(kl.shape[1]):
+    ax.plot(steps, kl[:, i], label=f"z{i + 1}")
+  ax.set_xlabel("step")
+  ax.set_ylabel("KL term (nats)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def layer_activity(active_x, active_conditional, mutual_information, path: str,
+                   title: str = "") -> None:
+  """Per layer: both active-unit counts (bars) and I(x; z_i) (right panel)."""
+  layers = np.arange(1, len(active_x) + 1)
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  axes[0].bar(layers - 0.2, active_x, 0.4, label="x-based")
+  axes[0].bar(layers + 0.2, active_conditional, 0.4, label="conditional")
+  axes[0].set_xlabel("layer z_i")
+  axes[0].set_ylabel("active units")
+  axes[0].legend(fontsize=8)
+  axes[1].bar(layers, mutual_information if len(mutual_information) else np.zeros(len(layers)))
+  axes[1].set_xlabel("layer z_i")
+  axes[1].set_ylabel("I(x; z_i) (nats)")
+  for ax in axes:
+    ax.set_xticks(layers)
+    ax.grid(alpha=0.3, axis="y")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
