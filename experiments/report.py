@@ -12,6 +12,7 @@ and a verdict per layer: active and informative about x / active only conditiona
 collapsed, with the thresholds used.
 """
 import json
+import math
 import os
 
 from absl import app, flags
@@ -116,10 +117,14 @@ def build_report(workdir, out_dir):
     for f in ("mu", "sigma"):
       sp = s[f]
       var = sp["energy"]["1"] + sp["energy"]["2"] + sp["energy"][">=3"]
+      if math.isnan(sp["fraction"]["1"]):        # constant function: nothing to smooth
+        lines.append(f"| z{s['layer']} | {f} | {var:.3g} (constant) |" + " – |" *
+                     (3 + len(rhos)))
+        continue
       cells = []
       for r in rhos:
         sm = sp["smoothing"][str(r)]
-        lo, hi = (v / var if var > 0 else float("nan") for v in sm["predicted_range"])
+        lo, hi = (v / var for v in sm["predicted_range"])
         cells.append(f"{sm['ratio']:.3f} ({lo:.3f}–{hi:.3f})")
       lines.append(f"| z{s['layer']} | {f} | {var:.3g} | {sp['fraction']['1']:.2f} | "
                    f"{sp['fraction']['2']:.2f} | {sp['fraction']['>=3']:.2f} | " +

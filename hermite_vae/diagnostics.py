@@ -104,8 +104,11 @@ def _spectrum_one(fn, loc, scale, key, num_samples):
   eps = jax.random.normal(key, (num_samples, d), loc.dtype)
   f = fn(loc + scale * eps)                                        # [N, m]
   n = num_samples
-  total = jnp.sum(jnp.mean(f * f, axis=0))
+  # E_0 = |E f|^2 from the raw values; the other degrees from the centred values (their
+  # Hermite coefficients are unchanged, and float32 sums do not cancel |E f|^2 away).
   e0 = jnp.sum(_unbiased_sq(f.sum(0), (f * f).sum(0), n))
+  f = f - f.mean(0)
+  total = e0 + jnp.sum(jnp.mean(f * f, axis=0)) * n / (n - 1)
   e1 = jnp.sum(_unbiased_sq(eps.T @ f, (eps * eps).T @ (f * f), n))
   # Degree 2: h = eps_j eps_k (j < k) and (eps_j^2 - 1) / sqrt(2) (j = k).
   a = jnp.einsum("nj,nk,no->jko", eps, eps, f)
@@ -129,8 +132,9 @@ def _smoothed_variance(fn, loc, scale, key, num_samples, rho):
   f = fn(loc + scale * eps)
   g = fn(loc + scale * (r2 * eps + jnp.sqrt(1.0 - r2 * r2) * eta))
   mean = 0.5 * (f.mean(0) + g.mean(0))
-  var_u = jnp.sum(jnp.mean(f * g, axis=0) - mean * mean)
-  var_f = jnp.sum(0.5 * (f.var(0) + g.var(0)))
+  f, g = f - mean, g - mean                       # centred: no float32 cancellation
+  var_u = jnp.sum(jnp.mean(f * g, axis=0))
+  var_f = jnp.sum(0.5 * (jnp.mean(f * f, axis=0) + jnp.mean(g * g, axis=0)))
   return var_u, var_f
 
 
@@ -149,8 +153,9 @@ def hermite_spectrum(fn, loc, scale, key, *, num_samples=4096, rhos=(0.9,)) -> d
                                  np.float64) for b in range(loc.shape[0])], axis=0)
   e0, e1, e2, e3, total = (float(v) for v in energies)
   var = e1 + e2 + e3
+  tiny = 1e-9 * max(total, 1e-30)       # a constant function: no fractions to speak of
   out = {"energy": {"0": e0, "1": e1, "2": e2, ">=3": e3, "total": total},
-         "fraction": {k: (v / var if var > 0 else 0.0)
+         "fraction": {k: (v / var if var > tiny else float("nan"))
                       for k, v in (("1", e1), ("2", e2), (">=3", e3))},
          "smoothing": {}}
   for rho in rhos:
@@ -161,7 +166,7 @@ def hermite_spectrum(fn, loc, scale, key, *, num_samples=4096, rhos=(0.9,)) -> d
     low = rho**2 * e1 + rho**4 * e2
     out["smoothing"][str(rho)] = {
         "var_smoothed": var_u, "var": var_f,
-        "ratio": var_u / var_f if var_f > 0 else float("nan"),
+        "ratio": var_u / var_f if var_f > tiny else float("nan"),
         "predicted_range": [low, low + rho**6 * max(e3, 0.0)]}
   return out
 
