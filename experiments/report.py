@@ -78,10 +78,10 @@ def build_report(workdir, out_dir):
                                           num_samples=FLAGS.spectrum_samples,
                                           max_examples=FLAGS.spectrum_examples)
   meter = {}
-  for i in range(len(model.latent_dims) - 1):
+  for i in list(range(len(model.latent_dims) - 1)) + [None]:   # None: the whole objective
     for rho in rhos:
       for gradient in (FLAGS.gradients if rho < 1 else ["vae"]):
-        meter[(i + 1, rho, gradient)] = diagnostics.gradient_variance(
+        meter[("all" if i is None else i + 1, rho, gradient)] = diagnostics.gradient_variance(
             model, params, x, jax.random.fold_in(key, 17), layer=i, rho=rho,
             num_ou_samples=config.num_ou_samples,
             gradient="substitute" if gradient == "vae" else gradient,
@@ -133,10 +133,12 @@ def build_report(workdir, out_dir):
             f"Trace of the covariance of the gradient of the batch-mean KL term of z_i "
             f"w.r.t. the parameters of p(z_i|z_(i+1)), over {FLAGS.draws} draws of the "
             f"posterior samples and OU noise ({len(x)} evaluation examples), and relative "
-            "to |E g|^2.", "", "| layer | rho | gradient | trace | relative |",
+            "to |E g|^2; layer `all`: the gradient of the whole objective (-ELBO) w.r.t. "
+            "all parameters.", "", "| layer | rho | gradient | trace | relative |",
             "|---|---|---|---|---|"]
   for (layer, rho, gradient), v in meter.items():
-    lines.append(f"| z{layer} | {rho} | {gradient} | {v['trace']:.4g} | "
+    name = layer if layer == "all" else f"z{layer}"
+    lines.append(f"| {name} | {rho} | {gradient} | {v['trace']:.4g} | "
                  f"{v['relative']:.4g} |")
   with open(os.path.join(out_dir, "report.md"), "w") as f:
     f.write("\n".join(lines) + "\n")

@@ -92,6 +92,7 @@ def test_report_on_a_tiny_run(tmp_path):
   for layer in ("z1", "z2", "z3"):
     assert f"| {layer} |" in report
   assert "| z2 | 0.9 | substitute |" in report and "| z2 | 0.9 | jacobian |" in report
+  assert "| all | 0.9 | substitute |" in report and "| all | 1.0 | vae |" in report
   assert (workdir / "report" / "kl_per_layer.png").stat().st_size > 1000
   assert (workdir / "report" / "activity.png").stat().st_size > 1000
 
