@@ -12,7 +12,7 @@ def get_config():
   c.num_train_steps = 6
   c.log_every = 2
   c.eval_every = 6
-  c.checkpoint_every = 3
+  c.checkpoint_every = 2
   c.eval_batch_size = 40
   c.eval_max_examples = 100
   c.au_samples = 4

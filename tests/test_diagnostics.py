@@ -41,10 +41,12 @@ def test_spectrum_of_a_hermite_polynomial_and_eq5(k, bucket):
 
 MODEL = MLPHierarchicalVAE((3, 2, 2), (8, 6, 6), num_pixels=10)
 X = (jax.random.uniform(jax.random.PRNGKey(2), (5, 10)) < 0.5).astype(jnp.float32)
-PARAMS = MODEL.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
+PARAMS = jax.jit(MODEL.init)(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
 
 
-@pytest.mark.parametrize("rho,layer", [(1.0, 0), (0.6, 1), (1.0, None)])
+@pytest.mark.parametrize("rho,layer", [pytest.param(1.0, 0, marks=pytest.mark.slow),
+                                       pytest.param(0.6, 1, marks=pytest.mark.slow),
+                                       (1.0, None)])
 def test_gradient_variance_matches_a_loop_over_seeds(rho, layer):
   key = jax.random.PRNGKey(7)
   got = diagnostics.gradient_variance(MODEL, PARAMS, X, key, layer=layer, rho=rho,
@@ -52,13 +54,14 @@ def test_gradient_variance_matches_a_loop_over_seeds(rho, layer):
   smoothing = None if rho == 1.0 else objectives.Smoothing(rho, 3, "mean_std", False,
                                                            "substitute")
   name = None if layer is None else f"p_z{layer + 1}"
+  def loss(sub, k):
+    full = dict(PARAMS, **{name: sub}) if name else sub
+    terms = objectives.layer_terms(MODEL, full, X, k, smoothing)
+    return jnp.mean(terms.kl[layer]) if name else -jnp.mean(terms.elbo)
+  grad = jax.jit(jax.grad(loss))   # one draw per call, seed by seed
   grads = []
   for k in jax.random.split(key, 12):
-    def loss(sub):
-      full = dict(PARAMS, **{name: sub}) if name else sub
-      terms = objectives.layer_terms(MODEL, full, X, k, smoothing)
-      return jnp.mean(terms.kl[layer]) if name else -jnp.mean(terms.elbo)
-    g = jax.grad(loss)(PARAMS[name] if name else PARAMS)
+    g = grad(PARAMS[name] if name else PARAMS, k)
     grads.append(np.concatenate([np.ravel(v) for v in jax.tree_util.tree_leaves(g)]))
   grads = np.asarray(grads, np.float64)
   np.testing.assert_allclose(got["trace"], grads.var(0, ddof=1).sum(), rtol=1e-4)
@@ -87,6 +90,7 @@ def test_spectrum_is_unbiased_in_high_dimension():
   assert abs(out["energy"]["2"]) < 0.25 and abs(out["energy"][">=3"]) < 0.5
 
 
+@pytest.mark.slow
 def test_live_diagnostics_are_logged_every_n_steps(tmp_path):
   from configs import smoke  # pylint: disable=g-import-not-at-top
   from hermite_vae import metrics_io, train  # pylint: disable=g-import-not-at-top

@@ -72,7 +72,7 @@ def test_iw_bounds_increase_to_log_px():
 # ----------------------------------------------------------------------------
 MODEL = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=6)
 X = (jax.random.uniform(jax.random.PRNGKey(2), (10, 6)) < 0.5).astype(jnp.float32)
-PARAMS = MODEL.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
+PARAMS = jax.jit(MODEL.init)(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
 
 
 def test_chunked_iw_bound_matches_unchunked():

@@ -1,6 +1,7 @@
 """Each experiment script end to end at a tiny budget (embedded data, tiny model), run
-from outside the repository (the scripts need no sys.path edits). All but the training
-entry point are marked slow: ``python -m pytest -q -m slow tests``."""
+from outside the repository (the scripts need no sys.path edits). All are marked slow
+(``python -m pytest -q -n 2 -m slow tests``); by default, test_multiprocess runs main.py
+and launch_local.py from outside the repository."""
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ def _run(script, *args, cwd=None):
   return proc.stdout
 
 
+# Slow: test_multiprocess runs main.py and launch_local.py from outside the repo too.
+@pytest.mark.slow
 def test_main_trains_from_any_directory(tmp_path):
   workdir = tmp_path / "run"
   _run("main.py", f"--workdir={workdir}", *TINY, cwd=str(tmp_path))

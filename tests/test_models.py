@@ -34,7 +34,8 @@ def _expected_params(latent, hidden, pixels=784, heads=1):
 def test_preset_parameter_counts(module):
   c = module.get_config()
   model = train.create_model(c, 784)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)), jax.random.PRNGKey(1))
+  params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)),
+                                             jax.random.PRNGKey(1)))
   assert count_params(params) == _expected_params(c.latent_dims, c.hidden_dims)
 
 

@@ -1,5 +1,6 @@
 """Objectives: smoothing only where the paper puts it; schedules; IW bound."""
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -13,11 +14,19 @@ from hermite_vae.models.resnet import ResNetHierarchicalVAE
 
 MODEL = MLPHierarchicalVAE((5, 4, 3), (16, 12, 8), num_pixels=20)
 X = (jax.random.uniform(jax.random.PRNGKey(5), (6, 20)) < 0.4).astype(jnp.float32)
-PARAMS = MODEL.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
+PARAMS = jax.jit(MODEL.init)(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
 # The convolutional hierarchy on 4x5 "images" (odd width: 2x3 latent maps, cropped decoder).
 RESNET = ResNetHierarchicalVAE((4, 5, 1), (2, 2, 1), channels=4, num_blocks=1)
-RESNET_PARAMS = RESNET.init(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
-MODELS = {"mlp": (MODEL, PARAMS), "resnet": (RESNET, RESNET_PARAMS)}
+
+@functools.lru_cache(maxsize=None)
+def _model(arch):  # the ResNet is initialised only when a (slow) ResNet case runs
+  if arch == "mlp":
+    return MODEL, PARAMS
+  return RESNET, jax.jit(RESNET.init)(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
+
+
+# The MLP cases run by default; the same checks on the ResNet hierarchy are marked slow.
+ARCHS = ["mlp", pytest.param("resnet", marks=pytest.mark.slow)]
 KEY = jax.random.PRNGKey(3)
 BASE = objectives.ObjectiveConfig(method="vae", rho=1.0, rho_anneal_steps=0, num_ou_samples=4,
                        smooth_target="mean_std", num_iw_samples=3, kl_warmup_start=0,
@@ -26,7 +35,7 @@ BASE = objectives.ObjectiveConfig(method="vae", rho=1.0, rho_anneal_steps=0, num
 
 def _grads(arch="mlp", **kw):
   cfg = dataclasses.replace(BASE, **kw)
-  model, params = MODELS[arch]
+  model, params = _model(arch)
   return jax.grad(objectives.loss_and_metrics, has_aux=True)(params, model, X, KEY, 0, cfg)
 
 
@@ -35,7 +44,7 @@ def _close(a, b, **kw):
              zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
-@pytest.mark.parametrize("arch", ["mlp", "resnet"])
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("target", ["mean_std", "ratio"])
 @pytest.mark.parametrize("gradient", objectives.HVAE_GRADIENTS)
 def test_hvae_at_rho_one_equals_vae(target, arch, gradient):
@@ -46,7 +55,7 @@ def test_hvae_at_rho_one_equals_vae(target, arch, gradient):
   np.testing.assert_allclose(m_vae["elbo_nats"], m_hvae["elbo_nats"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["mlp", "resnet"])
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("target", ["mean_std", "ratio"])
 @pytest.mark.parametrize("gradient", objectives.HVAE_GRADIENTS)
 def test_smoothing_only_on_intermediate_generator_layers(target, arch, gradient):
@@ -142,7 +151,8 @@ def test_substitute_and_jacobian_gradients_differ_only_in_the_generator():
 def test_iwae_bound_at_least_elbo_on_average():
   cfg = dataclasses.replace(BASE, method="iwae", num_iw_samples=50)
   keys = jax.random.split(KEY, 20)
-  vals = [objectives.loss_and_metrics(PARAMS, MODEL, X, k, 0, cfg)[1] for k in keys]
+  metrics = jax.jit(lambda k: objectives.loss_and_metrics(PARAMS, MODEL, X, k, 0, cfg)[1])
+  vals = [metrics(k) for k in keys]
   iw = np.mean([float(v["iw_bound_k50"]) for v in vals])
   elbo = np.mean([float(v["elbo_nats"]) for v in vals])
   assert iw > elbo
@@ -171,7 +181,7 @@ def test_free_bits_and_annealing_change_loss_not_elbo():
   assert float(m_kl["loss"]) == pytest.approx(-float(m["reconstruction_nats"]))
 
 
-@pytest.mark.parametrize("arch", ["mlp", "resnet"])
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("gradient", objectives.HVAE_GRADIENTS)
 def test_sequential_ou_samples_give_the_same_gradient(arch, gradient):
   g_batched, m_batched = _grads(arch, method="hvae", rho=0.5, hvae_gradient=gradient)

@@ -24,7 +24,8 @@ def _config(**overrides):
 
 
 @pytest.mark.parametrize("method,extra", [
-    ("vae", {}), ("iwae", {"num_iw_samples": 3}), ("hvae", {}),
+    pytest.param("vae", {}, marks=pytest.mark.slow),   # the plain vae runs in test_guarantees
+    ("iwae", {"num_iw_samples": 3}), ("hvae", {}),
     ("hvae", {"smooth_target": "ratio", "rho_anneal_fraction": 0.5}),
     ("vae", {"free_bits": 0.5, "kl_warmup_start": 2, "kl_warmup_steps": 4}),
 ])
@@ -72,6 +73,9 @@ def test_end_to_end(tmp_path, method, extra):
       assert want == [0.0, 0.125, 0.625]
 
 
+# Slow: the same equality of the objective's value is checked by default in
+# test_objectives (test_smoothing_only_on_intermediate_generator_layers).
+@pytest.mark.slow
 def test_hvae_training_loss_is_original_elbo(tmp_path):
   # Same seed, same data: the first logged training ELBO of hvae (computed before any
   # update) equals the vae's, since smoothing changes gradients only.
@@ -128,6 +132,7 @@ def _write_fake_cifar(directory, n=40):
                    b"labels": [0] * n}, f)
 
 
+@pytest.mark.slow
 def test_cifar10_trains_with_discretized_logistic_and_reports_bits_per_dim(tmp_path):
   _write_fake_cifar(str(tmp_path / "data" / "cifar-10-batches-py"))
   cfg = _config(dataset="cifar10", data_source="files", data_dir=str(tmp_path / "data"),
@@ -142,6 +147,9 @@ def test_cifar10_trains_with_discretized_logistic_and_reports_bits_per_dim(tmp_p
                              str(tmp_path / "bad"))
 
 
+# Slow: the trainer's dispatch is checked by default in test_guarantees
+# (steps_per_dispatch changes neither metrics nor checkpoints).
+@pytest.mark.slow
 def test_train_steps_scan_equals_repeated_train_step():
   import functools
   import optax
@@ -204,7 +212,9 @@ print(json.dumps({{"devices": jax.device_count(), "eval": out,
 """
 
 
-@pytest.mark.parametrize("method", ["hvae", pytest.param("iwae", marks=pytest.mark.slow)])
+# Slow: equality across device layouts runs by default in test_multiprocess (1x4 vs 2x2).
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["hvae", "iwae"])
 def test_same_metrics_on_1_and_4_devices(tmp_path, method):
   results = []
   for n in (1, 4):
@@ -249,10 +259,13 @@ def test_train_step_clipping_matches_optax_and_skips_nonfinite():
   assert float(metrics["grad_norm"]) > 1.0   # clipping is active
   # Reference: optax's own clip_by_global_norm + adam on the same gradient.
   ref_tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
-  grads = jax.grad(lambda p: objectives.loss_and_metrics(
-      p, model, x, jax.random.fold_in(key, 0), 0, cfg)[0])(state.params)
-  updates, _ = ref_tx.update(grads, ref_tx.init(state.params), state.params)
-  ref = optax.apply_updates(state.params, updates)
+  @jax.jit
+  def reference(params):
+    grads = jax.grad(lambda p: objectives.loss_and_metrics(
+        p, model, x, jax.random.fold_in(key, 0), 0, cfg)[0])(params)
+    updates, _ = ref_tx.update(grads, ref_tx.init(params), params)
+    return optax.apply_updates(params, updates)
+  ref = reference(state.params)
   for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(ref)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # A non-finite input leaves parameters and optimizer state bit-identical.

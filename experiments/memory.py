@@ -1,0 +1,74 @@
+"""Memory of one training step, from XLA's memory analysis of the trainer's compiled
+dispatch (``train.make_train_steps``, one step per dispatch), per preset and method.
+Nothing is allocated or run: the state and batch are abstract shapes.
+
+    python experiments/memory.py --presets=mnist_resnet,cifar10_resnet \
+        --batch_sizes=32,64 --methods=vae,hvae,hvae_sequential
+
+``hvae_sequential`` is the ``hvae`` preset with ``ou_sequential=True``. ``args`` is the
+state (parameters, Adam moments, step) plus the batch, ``temp`` XLA's scratch space
+(activations kept for the backward pass and intermediate values); ``peak`` is
+args + outputs - aliased (donated) + temp, per device (the batch is split over devices).
+"""
+import jax
+import jax.numpy as jnp
+
+from absl import app, flags  # pylint: disable=g-multiple-import
+from hermite_vae import config_lib, train
+from hermite_vae.data import registry
+from lab.presets import load_config
+
+flags.DEFINE_list("presets", ["mnist_resnet", "cifar10_resnet"], "Model configs of configs/.")
+flags.DEFINE_list("batch_sizes", [], "Global batch size per preset (default: the config's).")
+flags.DEFINE_list("methods", ["vae", "hvae", "hvae_sequential"],
+                  f"Method presets of {config_lib.METHOD_PRESETS}, or hvae_sequential.")
+FLAGS = flags.FLAGS
+
+MIB = 2**20
+
+
+def step_memory(config) -> dict:
+  """MiB of the compiled training step for ``config`` (one step per dispatch)."""
+  shape = registry.get_spec(config.dataset).image_shape
+  num_pixels = shape[0] * shape[1] * shape[2]
+  model = train.create_model(config, num_pixels)
+  tx = train.create_optimizer(config)
+  state = jax.eval_shape(lambda k: train.create_train_state(model, tx, k, num_pixels),
+                         jax.random.PRNGKey(0))
+  xs = jax.ShapeDtypeStruct((1, config.batch_size) + shape, jnp.float32)
+  fn = train.make_train_steps(model, tx, config, train.make_mesh())
+  mem = fn.lower(state, xs, jax.random.PRNGKey(0)).compile().memory_analysis()
+  params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
+  return {"parameters": params, "args_mib": mem.argument_size_in_bytes / MIB,
+          "temp_mib": mem.temp_size_in_bytes / MIB,
+          "peak_mib": (mem.argument_size_in_bytes + mem.output_size_in_bytes -
+                       mem.alias_size_in_bytes + mem.temp_size_in_bytes) / MIB}
+
+
+def main(argv):
+  del argv
+  if FLAGS.batch_sizes and len(FLAGS.batch_sizes) != len(FLAGS.presets):
+    raise app.UsageError("--batch_sizes needs one value per preset")
+  print(f"{jax.devices()[0].platform}, {jax.device_count()} device(s), JAX {jax.__version__}")
+  print("| preset | batch | method | parameters | args MiB | temp MiB | peak MiB | vs vae |")
+  print("|---|---|---|---|---|---|---|---|")
+  for i, preset in enumerate(FLAGS.presets):
+    base = None
+    for method in FLAGS.methods:
+      name = "hvae" if method == "hvae_sequential" else method
+      config = config_lib.apply_method(load_config(preset), name)
+      config.steps_per_dispatch = 1
+      config.ou_sequential = method == "hvae_sequential"
+      if FLAGS.batch_sizes:
+        config.batch_size = int(FLAGS.batch_sizes[i])
+      config_lib.validate(config)
+      m = step_memory(config)
+      base = base or (m["peak_mib"] if name == "vae" else None)
+      ratio = f"{m['peak_mib'] / base:.2f}" if base else "–"
+      print(f"| {preset} | {config.batch_size} | {method} | {m['parameters']:,} | "
+            f"{m['args_mib']:.1f} | {m['temp_mib']:.1f} | {m['peak_mib']:.1f} | {ratio} |",
+            flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
