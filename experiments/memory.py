@@ -4,6 +4,8 @@ Nothing is allocated or run: the state and batch are abstract shapes.
 
     python experiments/memory.py --presets=mnist_resnet,cifar10_resnet \
         --batch_sizes=32,64 --methods=vae,hvae,hvae_sequential
+    python experiments/memory.py --presets=mnist_mlp --methods=vae,hvae,hvae_jacobian \
+        --num_ou_samples=5
 
 ``hvae_sequential`` is the ``hvae`` preset with ``ou_sequential=True``. ``args`` is the
 state (parameters, Adam moments, step) plus the batch, ``temp`` XLA's scratch space
@@ -22,6 +24,7 @@ flags.DEFINE_list("presets", ["mnist_resnet", "cifar10_resnet"], "Model configs 
 flags.DEFINE_list("batch_sizes", [], "Global batch size per preset (default: the config's).")
 flags.DEFINE_list("methods", ["vae", "hvae", "hvae_sequential"],
                   f"Method presets of {config_lib.METHOD_PRESETS}, or hvae_sequential.")
+flags.DEFINE_integer("num_ou_samples", 0, "n of the hvae rows (0: the config's).")
 FLAGS = flags.FLAGS
 
 MIB = 2**20
@@ -59,6 +62,8 @@ def main(argv):
       config = config_lib.apply_method(load_config(preset), name)
       config.steps_per_dispatch = 1
       config.ou_sequential = method == "hvae_sequential"
+      if FLAGS.num_ou_samples:
+        config.num_ou_samples = FLAGS.num_ou_samples
       if FLAGS.batch_sizes:
         config.batch_size = int(FLAGS.batch_sizes[i])
       config_lib.validate(config)
