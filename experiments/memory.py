@@ -71,7 +71,7 @@ def main(argv):
       base = base or (m["peak_mib"] if name == "vae" else None)
       ratio = f"{m['peak_mib'] / base:.2f}" if base else "–"
       print(f"| {preset} | {config.batch_size} | {method} | {m['parameters']:,} | "
-            f"{m['args_mib']:.1f} | {m['temp_mib']:.1f} | {m['peak_mib']:.1f} | {ratio} |",
+            f"{m['args_mib']:.2f} | {m['temp_mib']:.2f} | {m['peak_mib']:.2f} | {ratio} |",
             flush=True)
 
 

@@ -115,6 +115,20 @@ def test_benchmark_tiny(tmp_path):
   assert "| hvae n=1 |" in (tmp_path / "b.md").read_text() and "time vs vae" in out
 
 
+@pytest.mark.slow
+def test_memory_tiny():
+  out = _run("memory.py", "--presets=smoke", "--methods=vae,hvae,hvae_sequential",
+             "--num_ou_samples=16", "--batch_sizes=64")
+  rows = {line.split("|")[3].strip(): [float(v.replace(",", "")) for v in
+                                       line.split("|")[4:8]]
+          for line in out.splitlines() if line.startswith("| smoke")}
+  assert list(rows) == ["vae", "hvae", "hvae_sequential"]
+  params, args, temp, _ = zip(*rows.values())
+  assert len(set(params)) == 1 and len(set(args)) == 1        # same state and batch
+  # 16 OU samples evaluated at once hold more scratch than the vae's step.
+  assert rows["hvae"][2] > rows["vae"][2] > 0
+
+
 def test_the_library_imports_no_plotting_or_experiment_code():
   code = ("import sys, hermite_vae, hermite_vae.train, hermite_vae.evaluation, "
           "hermite_vae.models.sampling; hermite_vae.train_and_evaluate; "
