@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from hermite_vae import config_lib, evaluation, objectives, train
-from lab.flops import matmul_flops, matmul_ops, matmuls_alone
+from lab.flops import compiled_memory_mib, matmul_flops, matmul_ops, matmuls_alone
 from lab.presets import load_config
 
 flags.DEFINE_list("presets", ["mnist_mlp"], "Model configs of configs/ (MLP presets).")
@@ -123,11 +123,9 @@ def prepare_method(config, label, steps):
   compiled = train.make_train_steps(model, tx, config, mesh).lower(state, xs, key).compile()
   info = {"preset": FLAGS.presets[0], "method": label, "steps_per_dispatch": k,
           "compile_s": time.perf_counter() - t0}
-  mem = compiled.memory_analysis()
+  mem = compiled_memory_mib(compiled)
   if mem is not None:
-    info["temp_mib"] = mem.temp_size_in_bytes / 2**20
-    info["peak_mib"] = (mem.argument_size_in_bytes + mem.output_size_in_bytes -
-                        mem.alias_size_in_bytes + mem.temp_size_in_bytes) / 2**20
+    info["temp_mib"], info["peak_mib"] = mem["temp_mib"], mem["peak_mib"]
   holder = {"state": state}
 
   def run():

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 from absl import app, flags  # pylint: disable=g-multiple-import
 from hermite_vae import config_lib, train
 from hermite_vae.data import registry
+from hermite_vae.models.mlp import count_params
+from lab.flops import compiled_memory_mib
 from lab.presets import load_config
 
 flags.DEFINE_list("presets", ["mnist_resnet", "cifar10_resnet"], "Model configs of configs/.")
@@ -26,8 +28,6 @@ flags.DEFINE_list("methods", ["vae", "hvae", "hvae_sequential"],
                   f"Method presets of {config_lib.METHOD_PRESETS}, or hvae_sequential.")
 flags.DEFINE_integer("num_ou_samples", 0, "n of the hvae rows (0: the config's).")
 FLAGS = flags.FLAGS
-
-MIB = 2**20
 
 
 def step_memory(config) -> dict:
@@ -40,12 +40,10 @@ def step_memory(config) -> dict:
                          jax.random.PRNGKey(0))
   xs = jax.ShapeDtypeStruct((1, config.batch_size) + shape, jnp.float32)
   fn = train.make_train_steps(model, tx, config, train.make_mesh())
-  mem = fn.lower(state, xs, jax.random.PRNGKey(0)).compile().memory_analysis()
-  params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
-  return {"parameters": params, "args_mib": mem.argument_size_in_bytes / MIB,
-          "temp_mib": mem.temp_size_in_bytes / MIB,
-          "peak_mib": (mem.argument_size_in_bytes + mem.output_size_in_bytes -
-                       mem.alias_size_in_bytes + mem.temp_size_in_bytes) / MIB}
+  mem = compiled_memory_mib(fn.lower(state, xs, jax.random.PRNGKey(0)).compile())
+  if mem is None:
+    raise RuntimeError(f"{jax.devices()[0].platform} gives no XLA memory analysis")
+  return dict(mem, parameters=count_params(state.params))
 
 
 def main(argv):

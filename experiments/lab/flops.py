@@ -1,6 +1,7 @@
 """The matmuls of a JAX function, read from its jaxpr (dot_general ops, including those
 inside jit, custom_vjp, scan and cond): their FLOP count for achieved-FLOP/s measurements,
-and their shapes, so that a benchmark can time the same matmuls alone."""
+and their shapes, so that a benchmark can time the same matmuls alone; and the memory of a
+compiled function from XLA's memory analysis."""
 from __future__ import annotations
 
 import collections
@@ -81,3 +82,17 @@ def matmuls_alone(ops: collections.Counter, key=None):
             for (a, b), op in zip(operands, flat)]
 
   return jax.jit(fn), operands
+
+
+def compiled_memory_mib(compiled) -> dict | None:
+  """XLA's memory analysis of a compiled function, in MiB: ``args``, ``temp`` (scratch)
+  and ``peak`` = args + outputs - aliased (donated) + temp; None where the backend gives
+  no analysis."""
+  mem = compiled.memory_analysis()
+  if mem is None:
+    return None
+  mib = 2**20
+  return {"args_mib": mem.argument_size_in_bytes / mib,
+          "temp_mib": mem.temp_size_in_bytes / mib,
+          "peak_mib": (mem.argument_size_in_bytes + mem.output_size_in_bytes -
+                       mem.alias_size_in_bytes + mem.temp_size_in_bytes) / mib}
