@@ -14,8 +14,9 @@ Step times are medians over ``--repeats`` timings of ``--steps`` steps after com
 with fixed on-device batches (the data pipeline draws batches on device too), for each
 ``--steps_per_dispatch`` value k, of the trainer's own dispatch
 (``train.make_train_steps``: a lax.scan over k steps with donated state). Methods are the
-presets of ``hermite_vae.config_lib.METHOD_PRESETS``; ``hvae n=5`` is the ``hvae`` preset
-with 5 OU samples.
+presets of ``hermite_vae.config_lib.METHOD_PRESETS`` and the hvae schedules
+``hvae_sequential`` / ``hvae_chained`` (``lab.presets.HVAE_SCHEDULES``); ``hvae n=5`` is
+the ``hvae`` preset with 5 OU samples.
 """
 import functools
 import json
@@ -29,11 +30,11 @@ import jax.numpy as jnp
 
 from hermite_vae import config_lib, evaluation, objectives, train
 from lab.flops import compiled_memory_mib, matmul_flops, matmul_ops, matmuls_alone
-from lab.presets import load_config
+from lab.presets import METHODS, load_config, method_config
 
 flags.DEFINE_list("presets", ["mnist_mlp"], "Model configs of configs/ (MLP presets).")
 flags.DEFINE_list("methods", ["vae", "iwae", "hvae"],
-                  f"Method presets of {config_lib.METHOD_PRESETS}.")
+                  f"Methods of {METHODS}.")
 flags.DEFINE_list("ou_samples", ["1", "5", "10"], "n of the hvae rows (one row each).")
 flags.DEFINE_integer("batch_size", 100, "Batch size.")
 flags.DEFINE_integer("steps", 100, "Steps per timing.")
@@ -69,7 +70,7 @@ def method_rows():
   """(label, preset, n) per benchmarked method: hvae once per --ou_samples value."""
   rows = []
   for name in FLAGS.methods:
-    if config_lib.apply_method(config_lib.default_config(), name).method == "hvae":
+    if method_config(FLAGS.presets[0], name).method == "hvae":
       rows += [(f"{name} n={n}", name, int(n)) for n in FLAGS.ou_samples]
     else:
       rows.append((name, name, None))
@@ -77,7 +78,7 @@ def method_rows():
 
 
 def _config(preset, method, n, batch_size, k=1):
-  config = config_lib.apply_method(load_config(preset), method)
+  config = method_config(preset, method)
   config.batch_size, config.steps_per_dispatch = batch_size, k
   if n is not None:
     config.num_ou_samples = n

@@ -7,7 +7,8 @@ Nothing is allocated or run: the state and batch are abstract shapes.
     python experiments/memory.py --presets=mnist_mlp --methods=vae,hvae,hvae_jacobian \
         --num_ou_samples=5
 
-``hvae_sequential`` is the ``hvae`` preset with ``ou_sequential=True``. ``args`` is the
+``hvae_sequential`` and ``hvae_chained`` are the ``hvae`` preset with ``ou_sequential=True``
+and ``ou_chain_layers=True`` (``lab.presets.HVAE_SCHEDULES``). ``args`` is the
 state (parameters, Adam moments, step) plus the batch, ``temp`` XLA's scratch space
 (activations kept for the backward pass and intermediate values); ``peak`` is
 args + outputs - aliased (donated) + temp, per device (the batch is split over devices).
@@ -20,12 +21,12 @@ from hermite_vae import config_lib, train
 from hermite_vae.data import registry
 from hermite_vae.models.mlp import count_params
 from lab.flops import compiled_memory_mib
-from lab.presets import load_config
+from lab.presets import METHODS, method_config
 
 flags.DEFINE_list("presets", ["mnist_resnet", "cifar10_resnet"], "Model configs of configs/.")
 flags.DEFINE_list("batch_sizes", [], "Global batch size per preset (default: the config's).")
 flags.DEFINE_list("methods", ["vae", "hvae", "hvae_sequential"],
-                  f"Method presets of {config_lib.METHOD_PRESETS}, or hvae_sequential.")
+                  f"Methods of {METHODS}.")
 flags.DEFINE_integer("num_ou_samples", 0, "n of the hvae rows (0: the config's).")
 FLAGS = flags.FLAGS
 
@@ -56,17 +57,15 @@ def main(argv):
   for i, preset in enumerate(FLAGS.presets):
     base = None
     for method in FLAGS.methods:
-      name = "hvae" if method == "hvae_sequential" else method
-      config = config_lib.apply_method(load_config(preset), name)
+      config = method_config(preset, method)
       config.steps_per_dispatch = 1
-      config.ou_sequential = method == "hvae_sequential"
       if FLAGS.num_ou_samples:
         config.num_ou_samples = FLAGS.num_ou_samples
       if FLAGS.batch_sizes:
         config.batch_size = int(FLAGS.batch_sizes[i])
       config_lib.validate(config)
       m = step_memory(config)
-      base = base or (m["peak_mib"] if name == "vae" else None)
+      base = base or (m["peak_mib"] if method == "vae" else None)
       ratio = f"{m['peak_mib'] / base:.2f}" if base else "–"
       print(f"| {preset} | {config.batch_size} | {method} | {m['parameters']:,} | "
             f"{m['args_mib']:.2f} | {m['temp_mib']:.2f} | {m['peak_mib']:.2f} | {ratio} |",

@@ -71,6 +71,7 @@ class ObjectiveConfig:
   free_bits: float
   ou_sequential: bool = False
   hvae_gradient: str = "substitute"
+  ou_chain_layers: bool = False
 
   @classmethod
   def from_config(cls, c):
@@ -80,7 +81,8 @@ class ObjectiveConfig:
                num_ou_samples=c.num_ou_samples, smooth_target=c.smooth_target,
                num_iw_samples=c.num_iw_samples, kl_warmup_start=c.kl_warmup_start,
                kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits),
-               ou_sequential=bool(c.ou_sequential), hvae_gradient=c.hvae_gradient)
+               ou_sequential=bool(c.ou_sequential), hvae_gradient=c.hvae_gradient,
+               ou_chain_layers=bool(c.ou_chain_layers))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Smoothing:
   target: str = "mean_std"
   sequential: bool = False  # evaluate the n samples one after another (memory of one)
   gradient: str = "substitute"  # substitute | jacobian (see the module docstring)
+  chain: bool = False       # one layer's n samples live at a time (smooth's ``after``)
 
 
 @flax.struct.dataclass
@@ -130,13 +133,15 @@ def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) ->
   num_layers = len(path)
   out = model.apply(variables, path[0][0], method=model.decode)
   log_px = layers.log_likelihood(model.likelihood, flatten(x), out)
-  kls = []
+  chain = smoothing is not None and smoothing.chain
+  kls, after = [], (() if chain else None)   # (): the first call of smooth's chain
   for i in range(num_layers - 1):
     z, q_loc, q_scale = path[i]
     z_above, above_loc, above_scale = path[i + 1]
     log_q = layers.gaussian_log_prob(z, q_loc, q_scale)
     log_p = _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
-                                smoothing, jax.random.fold_in(key, 1000 + i))
+                                smoothing, jax.random.fold_in(key, 1000 + i), after)
+    after = log_p if chain else None
     kls.append(log_q - log_p)
   z_top, top_loc, top_scale = path[-1]
   kls.append(layers.kl_to_standard_normal(top_loc, top_scale))
@@ -146,7 +151,7 @@ def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) ->
 
 
 def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
-                        smoothing, key):
+                        smoothing, key, after=None):
   """log p(z_i | z_{i+1}), OU-smoothed for the gradient when ``smoothing`` is given."""
   apply = lambda h: model.apply(variables, i, h, method=model.generate_layer)
   if smoothing is None:
@@ -163,7 +168,8 @@ def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
   substitute = smoothing.gradient == "substitute"
   smoothed = ou.smooth(fn, smoothing.rho, smoothing.num_samples,
                        outer=density if substitute else None,
-                       sequential=smoothing.sequential)(key, z_above, above_loc, above_scale)
+                       sequential=smoothing.sequential)(key, z_above, above_loc, above_scale,
+                                                        after=after)
   return smoothed if substitute else density(smoothed)
 
 
@@ -204,7 +210,7 @@ def loss_and_metrics(params, model, x, key, step, cfg):
 
   ``cfg`` needs: method, rho, rho_anneal_steps, num_ou_samples, smooth_target,
   hvae_gradient, num_iw_samples, kl_warmup_start, kl_warmup_steps, free_bits,
-  ou_sequential.
+  ou_sequential, ou_chain_layers.
   """
   if cfg.method == "iwae":
     keys = jax.random.split(key, cfg.num_iw_samples)
@@ -224,7 +230,7 @@ def loss_and_metrics(params, model, x, key, step, cfg):
     if cfg.method == "hvae":
       rho = rho_at(step, cfg.rho, cfg.rho_anneal_steps)
       smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target, cfg.ou_sequential,
-                            cfg.hvae_gradient)
+                            cfg.hvae_gradient, cfg.ou_chain_layers)
       extra["rho"] = rho
     terms = layer_terms(model, params, x, key, smoothing)
     log_px, kl = terms.log_px, terms.kl

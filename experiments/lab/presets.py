@@ -4,6 +4,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from hermite_vae import config_lib
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "configs")
 
@@ -18,3 +20,21 @@ def load_config(name: str, *args):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(*args)
+
+
+# Schedules of the hvae preset: they change memory and time, never values or gradients.
+HVAE_SCHEDULES = {"hvae_sequential": {"ou_sequential": True},
+                  "hvae_chained": {"ou_chain_layers": True}}
+METHODS = config_lib.METHOD_PRESETS + tuple(HVAE_SCHEDULES)
+
+
+def method_config(preset: str, name: str):
+  """``configs/<preset>.py`` with method preset ``name`` applied: one of
+  ``config_lib.METHOD_PRESETS`` or of ``HVAE_SCHEDULES``."""
+  if name not in METHODS:
+    raise ValueError(f"unknown method {name!r}; known: {METHODS}")
+  config = load_config(preset)
+  config_lib.apply_method(config, "hvae" if name in HVAE_SCHEDULES else name)
+  for key, value in HVAE_SCHEDULES.get(name, {}).items():
+    config[key] = value
+  return config
