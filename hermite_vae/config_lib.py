@@ -46,7 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
   # the layer below are evaluated (``smooth(..., after=...)``), so the n-sample activations
   # of one layer are held at a time instead of XLA overlapping several layers. Same values
   # and gradients. On the 2-core CPU: mnist_mlp hvae (n = 5) peak 1.18-1.21x -> 1.11-1.12x
-  # the VAE's but 15-25% slower steps (less parallelism between layers); mnist_resnet,
+  # the VAE's but 11-31% slower steps (less parallelism between layers); mnist_resnet,
   # batch 32: 577 -> 539 MiB. ou_sequential saves far more memory, at a larger time cost.
   c.ou_chain_layers = False
   c.num_iw_samples = 5            # k for method=iwae
