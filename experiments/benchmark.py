@@ -28,7 +28,7 @@ from absl import app, flags  # pylint: disable=g-multiple-import
 import jax
 import jax.numpy as jnp
 
-from hermite_vae import config_lib, evaluation, objectives, train
+from hermite_vae import evaluation, objectives, train
 from lab.flops import compiled_memory_mib, matmul_flops, matmul_ops, matmuls_alone
 from lab.presets import METHODS, load_config, method_config
 

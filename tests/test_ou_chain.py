@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.lab.flops import compiled_memory_mib
 from hermite_vae import smooth
 from hermite_vae.models.layers import gaussian_log_prob
 
@@ -66,21 +67,20 @@ def test_after_changes_neither_value_nor_gradient(outer, sequential):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # XLA may fuse differently
 
 
-def _temp_kib(f, params, zs):
-  compiled = jax.jit(jax.grad(f)).lower(params, zs).compile()
-  analysis = compiled.memory_analysis()
-  if analysis is None:
+def _temp_mib(f, params, zs):
+  mem = compiled_memory_mib(jax.jit(jax.grad(f)).lower(params, zs).compile())
+  if mem is None:
     pytest.skip(f"{jax.devices()[0].platform} gives no XLA memory analysis")
-  return analysis.temp_size_in_bytes / 1024
+  return mem["temp_mib"]
 
 
 @pytest.mark.parametrize("outer", [True, False])
 def test_after_keeps_one_layer_of_samples_live(outer):
   """Three chained layers need little more scratch than one; unchained, XLA (CPU)
   evaluates the layers' samples together."""
-  one = _temp_kib(_objective(False, outer), _params(1), _zs(1))
-  plain = _temp_kib(_objective(False, outer), _params(), _zs())
-  chained = _temp_kib(_objective(True, outer), _params(), _zs())
+  one = _temp_mib(_objective(False, outer), _params(1), _zs(1))
+  plain = _temp_mib(_objective(False, outer), _params(), _zs())
+  chained = _temp_mib(_objective(True, outer), _params(), _zs())
   assert chained < 1.6 * one, (one, chained)
   assert chained < 0.8 * plain, (plain, chained)
 
