@@ -101,3 +101,9 @@ def initialize(config) -> None:
     return
   log.info("JAX process %d of %d; %d local / %d global devices", jax.process_index(),
            jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def is_chief() -> bool:
+  """Whether this process writes the run's files (metrics, TensorBoard events, the
+  progress bar, config.json): process 0 only."""
+  return jax.process_index() == 0

@@ -51,6 +51,9 @@ import jax.numpy as jnp
 
 from hermite_vae import ou
 from hermite_vae.models import layers
+# One posterior path and the flattening of images live with the models, so that no model
+# module imports the objectives; re-exported here.
+from hermite_vae.models.hierarchy import encode_path, flatten  # noqa: F401
 
 METHODS = ("vae", "iwae", "hvae")
 SMOOTH_TARGETS = ("mean_std", "ratio")
@@ -108,22 +111,6 @@ class LayerTerms:
   @property
   def log_weight(self):    # [B] log p(x, z) - log q(z|x) for this sample path
     return self.log_px - jnp.sum(self.kl[:-1], axis=0) - self.log_ratio_top
-
-
-def flatten(x):
-  return x.reshape(x.shape[0], -1)
-
-
-def encode_path(model, params, x, key):
-  """One posterior sample path. Returns [(z_i, loc_i, scale_i)] bottom to top."""
-  variables = {"params": params}
-  h, path = flatten(x), []
-  for i in range(len(model.latent_dims)):
-    loc, scale = model.apply(variables, i, h, method=model.encode_layer)
-    z = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape, loc.dtype)
-    path.append((z, loc, scale))
-    h = z
-  return path
 
 
 def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) -> LayerTerms:

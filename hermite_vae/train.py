@@ -37,61 +37,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from hermite_vae import config_lib, data, diagnostics, distributed, evaluation, metrics_io
 from hermite_vae import objectives
 from hermite_vae import workdir as workdir_lib
-from hermite_vae.models.mlp import MLPHierarchicalVAE, count_params
-from hermite_vae.models.resnet import ResNetHierarchicalVAE
+from hermite_vae.models.mlp import count_params
+# The state and its construction live in hermite_vae.state (workdir.py restores into it
+# without importing this module); re-exported here, where a training script looks.
+from hermite_vae.state import (TrainState, create_model, create_optimizer,  # noqa: F401
+                               create_train_state, make_mesh)
 
 log = logging.getLogger(__name__)
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  nonfinite_count: jax.Array       # number of skipped non-finite updates
-  first_nonfinite_step: jax.Array  # -1 if none
-
-
-def create_model(config, num_pixels: int):
-  """The config's hierarchy: ``architecture='mlp'`` (:class:`MLPHierarchicalVAE`) or
-  ``'resnet'`` (:class:`ResNetHierarchicalVAE`, for the dataset's image shape)."""
-  common = dict(min_scale=config.min_scale, max_scale=config.max_scale,
-                likelihood=config_lib.likelihood(config),
-                dtype=jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32)
-  if config.architecture == "resnet":
-    shape = tuple(data.get_spec(config.dataset).image_shape)
-    if int(np.prod(shape)) != num_pixels:
-      raise ValueError(f"dataset {config.dataset!r} has images of shape {shape}, not "
-                       f"{num_pixels} pixels")
-    return ResNetHierarchicalVAE(image_shape=shape,
-                                 latent_channels=tuple(config.latent_channels),
-                                 channels=config.resnet_channels,
-                                 num_blocks=config.resnet_blocks, **common)
-  return MLPHierarchicalVAE(latent_dims=tuple(config.latent_dims),
-                         hidden_dims=tuple(config.hidden_dims), num_pixels=num_pixels,
-                         deterministic_layers=config.deterministic_layers, **common)
-
-
-def create_optimizer(config) -> optax.GradientTransformation:
-  if config.lr_schedule == "cosine":
-    lr = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup_steps,
-                                            config.num_train_steps)
-  elif config.warmup_steps:
-    lr = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
-  else:
-    lr = config.learning_rate
-  return optax.adam(lr)  # global-norm clipping happens in train_step (one norm pass)
-
-
-def create_train_state(model, tx, key, num_pixels: int) -> TrainState:
-  """Initial parameters (``model.init`` from ``key``) and optimizer state, built in one
-  compiled call (eager initialisation dispatches hundreds of small ops)."""
-  @jax.jit
-  def init(key):
-    params = model.init(key, jnp.zeros((1, num_pixels), jnp.float32), key)["params"]
-    return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params),
-                      nonfinite_count=jnp.int32(0), first_nonfinite_step=jnp.int32(-1))
-  return init(key)
 
 
 def _global_norm(tree):
@@ -191,10 +143,6 @@ def _save_json(path, obj):
     json.dump(obj, f, indent=2, sort_keys=True, default=str)
 
 
-def make_mesh() -> Mesh:
-  return Mesh(np.array(jax.devices()), ("data",))
-
-
 def evaluate(model, params, images, config, mesh, key):
   # A fixed batch size (the last batch padded and masked): the metrics, including their
   # random draws, do not depend on the number of devices.
@@ -213,7 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   distributed.initialize(config)
   os.makedirs(workdir, exist_ok=True)
-  is_chief = jax.process_index() == 0
+  is_chief = distributed.is_chief()
   loaded = data.load(config.dataset, config.data_source, config.data_dir,
                      config.train_split, config.eval_split)
   num_pixels = int(np.prod(loaded.train.shape[1:]))
@@ -257,13 +205,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                  config.progress_bar and is_chief)
   pending, t_last, last_eval = [], time.time(), {}
   done = start_step
-  single_process = jax.process_count() == 1
   try:
     while done < config.num_train_steps:
       k = _steps_until_boundary(done, config)
       # The batches are drawn on device from the state's own step counter: a dispatch
-      # inside an epoch copies nothing from the host (tested with jax.transfer_guard).
-      xs = train_batches.stack(done, k, state.step if single_process else None)
+      # copies nothing from the host, on one process or several (tested with
+      # jax.transfer_guard).
+      xs = train_batches.stack(done, k, state.step)
       state, metrics = steps_fn(state, xs, train_key)
       pending.append(metrics)
       done += k

@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from hermite_vae import config_lib
+from hermite_vae import config_lib, state as state_lib
 
 
 def checkpoint_manager(workdir: str, max_to_keep=None) -> ocp.CheckpointManager:
@@ -54,13 +54,12 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
 
 def restore_state(workdir: str, config, num_pixels: int, step=None):
   """(model, TrainState, step) from the latest (or given) checkpoint of ``workdir``."""
-  from hermite_vae import train  # pylint: disable=g-import-not-at-top (train imports this)
-  model = train.create_model(config, num_pixels)
-  tx = train.create_optimizer(config)
+  model = state_lib.create_model(config, num_pixels)
+  tx = state_lib.create_optimizer(config)
   abstract = jax.eval_shape(
-      lambda: train.create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels))
+      lambda: state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels))
   # Restored replicated on this process's mesh, whatever the layout it was saved from.
-  replicated = jax.sharding.NamedSharding(train.make_mesh(), jax.sharding.PartitionSpec())
+  replicated = jax.sharding.NamedSharding(state_lib.make_mesh(), jax.sharding.PartitionSpec())
   abstract = jax.tree_util.tree_map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
   manager = checkpoint_manager(workdir)

@@ -54,3 +54,20 @@ class LayerwiseHierarchy(nn.Module):
     for i in range(self.num_layers - 1):
       self.generate_layer(i, zs[i + 1])
     return self.decode(zs[0])
+
+
+def flatten(x):
+  """[B, ...] -> [B, prod(...)]."""
+  return x.reshape(x.shape[0], -1)
+
+
+def encode_path(model, params, x, key):
+  """One posterior sample path. Returns [(z_i, loc_i, scale_i)] bottom to top."""
+  variables = {"params": params}
+  h, path = flatten(x), []
+  for i in range(len(model.latent_dims)):
+    loc, scale = model.apply(variables, i, h, method=model.encode_layer)
+    z = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape, loc.dtype)
+    path.append((z, loc, scale))
+    h = z
+  return path

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import jax
 
-from hermite_vae import objectives
 from hermite_vae.models import layers
+from hermite_vae.models.hierarchy import encode_path
 
 
 def ancestral_samples(model, params, key, num: int):
@@ -23,6 +23,6 @@ def ancestral_samples(model, params, key, num: int):
 
 def reconstructions(model, params, x, key):
   """p(x|z_1)'s mean image for z_1 ~ q(z_1|x); ``x`` [B, num_pixels] as stored."""
-  path = objectives.encode_path(model, params, x, key)
+  path = encode_path(model, params, x, key)
   out = model.apply({"params": params}, path[0][0], method=model.decode)
   return layers.mean_image(model.likelihood, out)
