@@ -72,6 +72,12 @@ def default_config() -> ml_collections.ConfigDict:
   # layers above and causing loss spikes. Bounding it at 3 removed most spikes and
   # improved the 20k-step validation ELBO of the 40-40-40-40 HVAE from -138.0 to -118.6.
   c.max_scale = layers.MAX_SCALE
+  # How every kernel and bias starts (layers.INITS): zero_heads (every Gaussian layer
+  # starts as N(0, I), lecun_normal trunks), lecun_normal (Flax's default everywhere: the
+  # ablation, and the library's default before), torch (PyTorch's fan-in uniform). With
+  # lecun_normal a 3 x 200 hierarchy starts with 50-160 nats of KL per layer and collapses
+  # entirely (docs/results.md, "Initialization").
+  c.initialization = layers.DEFAULT_INIT
 
   # p(x|z_1): auto = bernoulli for binary images, discretized_logistic for 8-bit ones
   # (CIFAR-10); naming the other one for a dataset is an error.
@@ -111,7 +117,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_iw_samples = 0           # K of an IW bound at each eval (0: off; evaluate.py does L5000)
   c.au_samples = 100              # sample paths for E_q[z_i|x] in the x-based active units
   c.au_threshold = 0.01
-  c.mi_paths = 10                 # sample paths for q(z_i|x) in the I(x; z_i) estimate (0: off)
+  c.mi_paths = 10                 # sample paths in the I(x; z_i) estimate (0: off, else >= 2)
   c.progress_bar = True
   # Live diagnostics (off: 0): every this many steps, per intermediate generator layer, the
   # variance of its KL term's gradient at the run's rho over diagnostics_draws draws and
@@ -171,6 +177,9 @@ def validate(config) -> None:
               "eval_iw_samples", "eval_max_examples", "num_processes", "diagnostics_every"):
     if not isinstance(c[key], int) or c[key] < 0:
       _fail(key, c[key], "must be an integer >= 0")
+  if c.mi_paths == 1:
+    _fail("mi_paths", c.mi_paths, "must be 0 (off) or >= 2: I(x; z_i) leaves the "
+          "sample's own path out of the estimate of q(z_i|x)")
   for key in ("ou_sequential", "ou_chain_layers"):
     if not isinstance(c[key], bool):
       _fail(key, c[key], "must be True or False")
@@ -217,6 +226,8 @@ def validate(config) -> None:
     _fail("likelihood", requested, f"dataset {c.dataset!r} has {pixels} pixels; use "
           f"{expected!r} (or 'auto')")
   distributed.validate(c)
+  if c.initialization not in layers.INITS:
+    _fail("initialization", c.initialization, f"expected one of {layers.INITS}")
   if c.compute_dtype not in ("float32", "bfloat16"):
     _fail("compute_dtype", c.compute_dtype, "expected 'float32' or 'bfloat16'")
   if c.data_source not in sources.SOURCES:

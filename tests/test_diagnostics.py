@@ -39,7 +39,7 @@ def test_spectrum_of_a_hermite_polynomial_and_eq5(k, bucket):
       assert low - 0.5 <= s["var_smoothed"] <= high + 0.5
 
 
-MODEL = MLPHierarchicalVAE((3, 2, 2), (8, 6, 6), num_pixels=10)
+MODEL = MLPHierarchicalVAE((3, 2, 2), (8, 6, 6), num_pixels=10, initialization="lecun_normal")
 X = (jax.random.uniform(jax.random.PRNGKey(2), (5, 10)) < 0.5).astype(jnp.float32)
 PARAMS = jax.jit(MODEL.init)(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
 
@@ -68,14 +68,34 @@ def test_gradient_variance_matches_a_loop_over_seeds(rho, layer):
   np.testing.assert_allclose(got["mean_sq_norm"], np.sum(grads.mean(0) ** 2), rtol=1e-4)
 
 
-def test_generator_spectra_cover_every_intermediate_layer():
-  out = diagnostics.generator_spectra(MODEL, PARAMS, X, jax.random.PRNGKey(0),
-                                      num_samples=256, max_examples=2)
+def test_generator_spectra_are_those_of_each_layers_mu_and_sigma():
+  """Each layer's entry is the spectrum of that layer's own mu and sigma under its
+  posterior q(z_{i+1}|.) (the wrong layer, mu for sigma, or the encoder's loc/scale of the
+  wrong layer fails): checked against hermite_spectrum called by hand, and E_0 = |E f|^2
+  against a Monte-Carlo mean."""
+  key = jax.random.PRNGKey(0)
+  out = diagnostics.generator_spectra(MODEL, PARAMS, X, key, num_samples=256, max_examples=2)
   assert [r["layer"] for r in out] == [1, 2]
-  for r in out:
-    for f in ("mu", "sigma"):
-      e = r[f]["energy"]
-      assert e["total"] >= e["0"] - 1e-6 and math.isfinite(e[">=3"])
+  path = objectives.encode_path(MODEL, PARAMS, X[:2], jax.random.fold_in(key, 0))
+  for i, r in enumerate(out):
+    _, loc, scale = path[i + 1]
+    for j, f in enumerate(("mu", "sigma")):
+      fn = lambda h, i=i, j=j: MODEL.apply({"params": PARAMS}, i, h,
+                                           method=MODEL.generate_layer)[j]
+      want = diagnostics.hermite_spectrum(fn, loc, scale, jax.random.fold_in(key, i + 1),
+                                          num_samples=256)
+      for degree in ("0", "1", "2", ">=3", "total"):
+        assert r[f]["energy"][degree] == pytest.approx(want["energy"][degree], rel=1e-5,
+                                                       abs=1e-7), (i, f, degree)
+      # E_0 = |E f|^2 under N(loc, scale^2), averaged over the two examples.
+      z = loc[:, None] + scale[:, None] * jax.random.normal(jax.random.PRNGKey(9),
+                                                            (2, 20_000, loc.shape[-1]))
+      mean = jnp.mean(jax.vmap(fn)(z), axis=1)                      # [2, d_i]
+      assert r[f]["energy"]["0"] == pytest.approx(float(jnp.mean(jnp.sum(mean**2, -1))),
+                                                  rel=0.05)
+  # The layers' functions differ, so would their spectra if swapped.
+  assert out[0]["mu"]["energy"]["total"] != pytest.approx(out[1]["mu"]["energy"]["total"],
+                                                          rel=0.05)
 
 
 def test_spectrum_is_unbiased_in_high_dimension():

@@ -34,24 +34,27 @@ class MLPHierarchicalVAE(LayerwiseHierarchy):
   max_scale: float = layers.MAX_SCALE
   likelihood: str = "bernoulli"      # p(x|z_1): bernoulli | discretized_logistic (8-bit)
   dtype: Any = jnp.float32           # compute dtype (bfloat16 on accelerators); params f32
+  initialization: str = layers.DEFAULT_INIT    # kernels and biases at the start (layers.INITS)
 
   def setup(self):
     if len(self.latent_dims) != len(self.hidden_dims):
       raise ValueError(
           f"latent_dims (length {len(self.latent_dims)}) and hidden_dims (length "
           f"{len(self.hidden_dims)}) must have one entry per stochastic layer")
+    init = lambda kind: layers.layer_initialization(self.initialization, kind)
     depth = self.deterministic_layers
     num = len(self.latent_dims)
     self.encoders = [
         GaussianLayer((self.hidden_dims[i],) * depth, self.latent_dims[i], self.min_scale,
-                      self.max_scale, self.dtype, name=f"q_z{i + 1}") for i in range(num)]
+                      self.max_scale, self.dtype, init("encoder"), name=f"q_z{i + 1}") for i in range(num)]
     # generators[i] is p(z_{i+1} | z_{i+2}) (paper p(z_i|z_{i+1}) with i 1-based).
     self.generators = [
         GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
-                      self.max_scale, self.dtype, name=f"p_z{i + 1}") for i in range(num - 1)]
+                      self.max_scale, self.dtype, init("generator"), name=f"p_z{i + 1}") for i in range(num - 1)]
     check_likelihood(self.likelihood)
     self.decoder = LIKELIHOODS[self.likelihood]((self.hidden_dims[0],) * depth,
-                                                self.num_pixels, self.dtype, name="p_x")
+                                                self.num_pixels, self.dtype, init("decoder"),
+                                                name="p_x")
 
   @property
   def num_layers(self) -> int:

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from hermite_vae.models import layers
 from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
-from hermite_vae.models.layers import bounded_scale, logistic_params
+from hermite_vae.models.layers import bounded_scale, initializers, logistic_params
 
 
 class ResBlock(nn.Module):
@@ -35,10 +35,12 @@ class ResBlock(nn.Module):
   starts as the identity and a deep unnormalized stack does not inflate activations."""
   channels: int
   dtype: Any = jnp.float32
+  initialization: str = layers.DEFAULT_INIT
 
   @nn.compact
   def __call__(self, h):
-    r = nn.Conv(self.channels, (3, 3), dtype=self.dtype, name="conv_0")(jax.nn.elu(h))
+    r = nn.Conv(self.channels, (3, 3), dtype=self.dtype, name="conv_0",
+                **initializers(self.initialization, 9 * h.shape[-1]))(jax.nn.elu(h))
     r = nn.Conv(self.channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype,
                 name="conv_1")(jax.nn.elu(r))
     return h + r
@@ -62,17 +64,22 @@ class ConvGaussianLayer(nn.Module):
   min_scale: float = layers.MIN_SCALE
   max_scale: float = layers.MAX_SCALE
   dtype: Any = jnp.float32
+  initialization: str = layers.DEFAULT_INIT
 
   @nn.compact
   def __call__(self, h):
     h = _to_maps(h, self.in_shape)
     h = nn.Conv(self.channels, (3, 3), strides=2 if self.downsample else 1, dtype=self.dtype,
-                name="conv_in")(h)
+                name="conv_in", **initializers(self.initialization, 9 * h.shape[-1]))(h)
     for j in range(self.num_blocks):
-      h = ResBlock(self.channels, self.dtype, name=f"block_{j}")(h)
+      h = ResBlock(self.channels, self.dtype, self.initialization, name=f"block_{j}")(h)
     h = jax.nn.elu(h)
-    loc = nn.Conv(self.latent_channels, (3, 3), dtype=self.dtype, name="loc")(h)
-    raw = nn.Conv(self.latent_channels, (3, 3), dtype=self.dtype, name="scale")(h)
+    head = lambda role: nn.Conv(self.latent_channels, (3, 3), dtype=self.dtype, name=role,
+                                **initializers(self.initialization, 9 * h.shape[-1], role,
+                                               self.min_scale, self.max_scale,
+                                               self.latent_channels))
+    loc = head("loc")(h)
+    raw = head("scale")(h)
     loc, raw = loc.astype(jnp.float32), raw.astype(jnp.float32)
     scale = bounded_scale(raw, self.min_scale, self.max_scale)
     return _flatten_maps(loc), _flatten_maps(scale)
@@ -87,22 +94,26 @@ class ConvLikelihoodLayer(nn.Module):
   num_blocks: int
   likelihood: str = "bernoulli"
   dtype: Any = jnp.float32
+  initialization: str = layers.DEFAULT_INIT
 
   @nn.compact
   def __call__(self, z):
-    conv = lambda features, name: nn.Conv(features, (3, 3), dtype=self.dtype, name=name)
-    h = conv(self.channels, "conv_in")(_to_maps(z, self.in_shape))
+    def conv(features, name, h):
+      return nn.Conv(features, (3, 3), dtype=self.dtype, name=name,
+                     **initializers(self.initialization, 9 * h.shape[-1]))(h)
+    h = conv(self.channels, "conv_in", _to_maps(z, self.in_shape))
     for j in range(self.num_blocks):
-      h = ResBlock(self.channels, self.dtype, name=f"block_{j}")(h)
+      h = ResBlock(self.channels, self.dtype, self.initialization, name=f"block_{j}")(h)
     h = nn.ConvTranspose(self.channels, (3, 3), strides=(2, 2), dtype=self.dtype,
-                         name="upsample")(jax.nn.elu(h))
+                         name="upsample", **initializers(self.initialization, 9 * h.shape[-1]))(
+                             jax.nn.elu(h))
     h = jax.nn.elu(h)
     height, width, colours = self.image_shape
     h = h[..., :height, :width, :]
     if self.likelihood == "bernoulli":
-      return _flatten_maps(conv(colours, "logits")(h).astype(jnp.float32))
-    loc = conv(colours, "loc")(h).astype(jnp.float32)
-    log_scale = conv(colours, "log_scale")(h).astype(jnp.float32)
+      return _flatten_maps(conv(colours, "logits", h).astype(jnp.float32))
+    loc = conv(colours, "loc", h).astype(jnp.float32)
+    log_scale = conv(colours, "log_scale", h).astype(jnp.float32)
     return logistic_params(_flatten_maps(loc), _flatten_maps(log_scale))
 
 
@@ -115,6 +126,7 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
   max_scale: float = layers.MAX_SCALE
   likelihood: str = "bernoulli"
   dtype: Any = jnp.float32             # compute dtype (bfloat16 on accelerators); params f32
+  initialization: str = layers.DEFAULT_INIT      # kernels and biases at the start (layers.INITS)
 
   @property
   def latent_shape(self):
@@ -136,16 +148,18 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
 
   def setup(self):
     check_likelihood(self.likelihood)
+    init = lambda kind: layers.layer_initialization(self.initialization, kind)
     maps = [self.latent_shape + (c,) for c in self.latent_channels]
     common = dict(channels=self.channels, num_blocks=self.num_blocks,
                   min_scale=self.min_scale, max_scale=self.max_scale, dtype=self.dtype)
     self.encoders = [
         ConvGaussianLayer(tuple(self.image_shape) if i == 0 else maps[i - 1],
                           self.latent_channels[i], downsample=i == 0, name=f"q_z{i + 1}",
-                          **common) for i in range(self.num_layers)]
+                          initialization=init("encoder"), **common) for i in range(self.num_layers)]
     self.generators = [
-        ConvGaussianLayer(maps[i + 1], self.latent_channels[i], name=f"p_z{i + 1}", **common)
+        ConvGaussianLayer(maps[i + 1], self.latent_channels[i], name=f"p_z{i + 1}",
+                          initialization=init("generator"), **common)
         for i in range(self.num_layers - 1)]
     self.decoder = ConvLikelihoodLayer(maps[0], tuple(self.image_shape), self.channels,
                                        self.num_blocks, self.likelihood, self.dtype,
-                                       name="p_x")
+                                       init("decoder"), name="p_x")
