@@ -10,12 +10,15 @@ cores, real MNIST test set):
       --config.eval_split='test[9000:]' --config.num_train_steps=2000 \
       --config.eval_max_examples=1000 --depths=2,3,4 --widths=10,40
 
-Each layer gets ``hidden_width`` deterministic units. Resumable like the other sweeps.
+Each layer gets ``hidden_width`` deterministic units. ``--seeds=0,1,2``: one run per cell
+and seed (``<method>_L<depth>_d<width>/seed_<s>``); the heat maps show the mean over
+seeds, the CSV/JSON one row per seed. Resumable like the other sweeps.
 """
 import json
 import os
 
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
+import numpy as np
 from ml_collections import config_flags
 
 from lab import plots, sweeps
@@ -26,6 +29,7 @@ flags.DEFINE_list("depths", ["2", "3", "4", "5"], "Numbers of stochastic layers.
 flags.DEFINE_list("widths", ["10", "20", "40", "80"], "Latent units per layer.")
 flags.DEFINE_list("methods", ["vae", "hvae"], "Training methods.")
 flags.DEFINE_integer("hidden_width", 200, "Deterministic units per layer.")
+flags.DEFINE_list("seeds", ["0"], "Seeds: one run per cell and seed.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -35,6 +39,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   depths = [int(d) for d in FLAGS.depths]
   widths = [int(w) for w in FLAGS.widths]
+  seeds = sweeps.parse_seeds(FLAGS.seeds)
   grid, rows = {}, []
   for method in FLAGS.methods:
     for depth in depths:
@@ -43,22 +48,27 @@ def main(argv):
         c.method = method
         c.latent_dims = (width,) * depth
         c.hidden_dims = (FLAGS.hidden_width,) * depth
-        workdir = os.path.join(FLAGS.workdir, f"{method}_L{depth}_d{width}")
-        r = sweeps.train_or_collect(c, workdir)
-        grid[(method, depth, width)] = (sum(r["active_units_x"]),
-                                        sum(r["active_units_conditional"]), depth * width)
-        rows.append({"method": method, "depth": depth, "width": width,
+        results = sweeps.train_seeds(
+            c, os.path.join(FLAGS.workdir, f"{method}_L{depth}_d{width}"), seeds)
+        grid[(method, depth, width)] = (
+            float(np.mean([sum(r["active_units_x"]) for r in results])),
+            float(np.mean([sum(r["active_units_conditional"]) for r in results])),
+            depth * width)
+        rows.extend({"method": method, "depth": depth, "width": width, "seed": r["seed"],
                      "elbo_nats": r["elbo_nats"], "kl_per_layer_nats": r["kl_per_layer_nats"],
                      "active_units_x": r["active_units_x"],
-                     "active_units_conditional": r["active_units_conditional"]})
+                     "active_units_conditional": r["active_units_conditional"],
+                     "mutual_information_nats": r.get("mutual_information_nats")}
+                    for r in results)
   sweeps.write_csv(os.path.join(FLAGS.workdir, "collapse_grid.csv"), rows)
   with open(os.path.join(FLAGS.workdir, "collapse_grid.json"), "w") as f:
     json.dump(rows, f, indent=2)
   plots.heatmaps(grid, depths, widths, os.path.join(FLAGS.workdir, "collapse_grid.png"),
                  title=f"Active units after {FLAGS.config.num_train_steps} steps")
   for r in rows:
-    print(r["method"], r["depth"], r["width"], "AU x-based", r["active_units_x"],
-          "conditional", r["active_units_conditional"], f"ELBO {r['elbo_nats']:.2f}")
+    print(r["method"], r["depth"], r["width"], "seed", r["seed"], "AU x-based",
+          r["active_units_x"], "conditional", r["active_units_conditional"],
+          f"ELBO {r['elbo_nats']:.2f}")
 
 
 if __name__ == "__main__":

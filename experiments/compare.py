@@ -10,17 +10,23 @@ Reduced budget (< 1 hour on 2 CPU cores), real MNIST test set as data:
       --config.data_dir=../shared/data/mnist --config.train_split='test[:9000]' \
       --config.eval_split='test[9000:]' --config.num_train_steps=4000 \
       --methods=vae,iwae,vae+kl,vae+freebits,hvae,hvae_ratio,hvae+rho_anneal \
-      --kl_warmup=500,2000
+      --kl_warmup=500,2000 --seeds=0,1,2
 
-Or only collect existing workdirs: ``--collect=/path/run_a,/path/run_b``.
+One workdir per method and seed (``<workdir>/<method>/seed_<s>``), resumable. The table
+gives mean ± sd over seeds with every seed's value; ``compare.json`` and ``compare.csv``
+hold each seed's evaluation. Or only collect existing runs: ``--collect=/path/a,/path/b``,
+each a training workdir or a folder of ``seed_<s>`` workdirs (aggregated over its seeds),
+optionally labelled: ``--collect='hvae rho 0.7=/tmp/abl_07/hvae'``.
 """
 import json
 import os
 
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
+import numpy as np
 from ml_collections import config_flags
 
 from hermite_vae import config_lib
+from hermite_vae import workdir as workdir_lib
 from lab import sweeps
 from lab.workdir_eval import evaluate_workdir
 
@@ -28,7 +34,9 @@ config_flags.DEFINE_config_file("config", "configs/mnist_mlp.py", "Base training
 flags.DEFINE_string("workdir", None, "Root directory: one sub-workdir per method.")
 flags.DEFINE_list("methods", ["vae", "iwae", "vae+kl", "vae+freebits", "hvae", "hvae_ratio",
                               "hvae+rho_anneal"], f"Presets from {config_lib.METHOD_PRESETS}.")
-flags.DEFINE_list("collect", [], "Existing workdirs to tabulate instead of training.")
+flags.DEFINE_list("collect", [], "Existing workdirs (or folders of seed_<s> workdirs) to "
+                  "tabulate instead of training.")
+flags.DEFINE_list("seeds", ["0"], "Seeds: one workdir each (<workdir>/<method>/seed_<s>).")
 flags.DEFINE_list("kl_warmup", [], "start,steps for +kl presets (default 10000,500000).")
 flags.DEFINE_integer("num_importance_samples", 100, "K of the reported bound (paper: L100).")
 flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N validation examples.")
@@ -36,47 +44,80 @@ flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
-def markdown_table(rows) -> str:
-  head = ("| method | V. ELBO (L{k}) | ELBO | reconstruction | KL | top KL | "
-          "active units x-based (top→bottom) | active units conditional (top→bottom) | "
-          "I(x; z_i) (top→bottom) |")
-  lines = [head.format(k=FLAGS.num_importance_samples),
-           "|" + "---|" * 9]
-  for name, r in rows:
-    k = next(key for key in r if key.startswith("iw_bound_k") and key != "iw_bound_k1")
-    mi = r.get("mutual_information_nats", [])
+def bound_key(result) -> str:
+  return next(key for key in result if key.startswith("iw_bound_k") and key != "iw_bound_k1")
+
+
+def markdown_table(groups) -> str:
+  """``groups``: [(name, [evaluation per seed])]. Mean ± sd over seeds, every seed's value
+  in parentheses; per-layer columns as means, active units per seed."""
+  head = ("| method | seeds | V. ELBO (L{k}) | ELBO | reconstruction | KL | top KL | "
+          "KL per layer (top→bottom, mean) | active units x-based (top→bottom) per seed | "
+          "active units conditional (top→bottom) per seed | I(x; z_i) (top→bottom, mean) | "
+          "seeds with x-info above z1 |")
+  lines = [head.format(k=FLAGS.num_importance_samples), "|" + "---|" * 12]
+  for name, results in groups:
+    k = bound_key(results[0])
+    col = lambda key: sweeps.fmt_mean_sd([r[key] for r in results], 2)
+    mean_layers = lambda key: ",".join(
+        f"{v:.2f}" for v in np.mean([r[key] for r in results], axis=0)[::-1])
+    units = lambda key: "; ".join(",".join(str(v) for v in r[key][::-1]) for r in results)
+    hits, n = sweeps.seeds_informative_above_z1(results)
+    mi = mean_layers("mutual_information_nats") if all(
+        "mutual_information_nats" in r for r in results) else ""
     lines.append(
-        f"| {name} | {r[k]:.2f} | {r['elbo_nats']:.2f} | {r['reconstruction_nats']:.2f} | "
-        f"{r['kl_nats']:.2f} | {r['kl_per_layer_nats'][-1]:.2f} | "
-        f"{','.join(str(v) for v in r['active_units_x'][::-1])} | "
-        f"{','.join(str(v) for v in r['active_units_conditional'][::-1])} | "
-        f"{','.join(f'{v:.2f}' for v in mi[::-1])} |")
+        f"| {name} | {n} | {col(k)} | {col('elbo_nats')} | {col('reconstruction_nats')} | "
+        f"{col('kl_nats')} | {sweeps.fmt_mean_sd([r['kl_per_layer_nats'][-1] for r in results], 2)} | "
+        f"{mean_layers('kl_per_layer_nats')} | {units('active_units_x')} | "
+        f"{units('active_units_conditional')} | {mi} | {hits}/{n} |")
   return "\n".join(lines)
+
+
+def seed_workdirs(path: str) -> list[str]:
+  """A training workdir itself, or the ``seed_<s>`` workdirs inside ``path``."""
+  if os.path.exists(os.path.join(path, "config.json")):
+    return [path]
+  found = sorted((int(d[5:]), os.path.join(path, d)) for d in os.listdir(path)
+                 if d.startswith("seed_") and d[5:].isdigit())
+  if not found:
+    raise ValueError(f"{path} is neither a training workdir nor a folder of seed_<s> ones")
+  return [w for _, w in found]
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  workdirs = [(os.path.basename(os.path.normpath(w)), w) for w in FLAGS.collect]
-  if not workdirs:
+  seeds = sweeps.parse_seeds(FLAGS.seeds)
+  runs = []
+  for spec in FLAGS.collect:          # path, or label=path
+    label, _, path = spec.rpartition("=")
+    runs.append((label or os.path.basename(os.path.normpath(path)), seed_workdirs(path)))
+  if not runs:
     for name in FLAGS.methods:
       c = config_lib.apply_method(FLAGS.config.copy_and_resolve_references(), name)
       if FLAGS.kl_warmup and name.endswith("+kl"):
         c.kl_warmup_start, c.kl_warmup_steps = (int(v) for v in FLAGS.kl_warmup)
-      workdir = os.path.join(FLAGS.workdir, name)
-      sweeps.train_or_collect(c, workdir)
-      workdirs.append((name, workdir))
-  rows = []
-  for name, workdir in workdirs:
-    result = evaluate_workdir(workdir, num_importance_samples=FLAGS.num_importance_samples,
-                          chunk=FLAGS.num_importance_samples, max_examples=FLAGS.max_examples)
-    rows.append((name, result))
-  table = markdown_table(rows)
+      results = sweeps.train_seeds(c, os.path.join(FLAGS.workdir, name), seeds)
+      runs.append((name, [r["workdir"] for r in results]))
+  groups, rows = [], []
+  for name, workdirs in runs:
+    results = []
+    for workdir in workdirs:
+      result = evaluate_workdir(workdir, num_importance_samples=FLAGS.num_importance_samples,
+                                chunk=FLAGS.num_importance_samples,
+                                max_examples=FLAGS.max_examples)
+      seed = workdir_lib.load_run_config(workdir).seed
+      results.append(result)
+      rows.append({"method": name, "seed": seed, "workdir": workdir,
+                   **{k: v for k, v in result.items() if k not in ("data",)}})
+    groups.append((name, results))
+  table = markdown_table(groups)
   with open(os.path.join(FLAGS.workdir, "compare.md"), "w") as f:
     f.write(table + "\n")
   with open(os.path.join(FLAGS.workdir, "compare.json"), "w") as f:
-    json.dump({n: r for n, r in rows}, f, indent=2, default=str)
+    json.dump(rows, f, indent=2, default=str)
+  sweeps.write_csv(os.path.join(FLAGS.workdir, "compare.csv"), rows)
   print(table)
 
 

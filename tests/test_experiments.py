@@ -38,11 +38,15 @@ def test_main_trains_from_any_directory(tmp_path):
 
 def test_phase_transition_with_refinement_and_resume(tmp_path):
   args = ["--workdir", str(tmp_path), *TINY, "--rhos=0.2,0.6,1.0", "--refine_rounds=1",
-          "--refine_points=1"]
+          "--refine_points=1", "--seeds=0,1"]
   out = _run("phase_transition.py", *args)
   result = json.load(open(tmp_path / "phase_transition.json"))
-  rhos = [r["rho"] for r in result["rows"]]
+  rhos = sorted({r["rho"] for r in result["rows"]})
   assert len(rhos) == 4 and {0.2, 0.6, 1.0} <= set(rhos)   # one refined point
+  assert sorted((r["rho"], r["seed"]) for r in result["rows"]) == [
+      (rho, s) for rho in rhos for s in (0, 1)]
+  by_seed = {r["seed"]: r["elbo_nats"] for r in result["rows"] if r["rho"] == 0.2}
+  assert by_seed[0] != by_seed[1]                          # two seeds, two models
   row = result["rows"][0]
   assert len(row["active_units_x"]) == len(row["active_units_conditional"]) == 3
   assert len(row["mutual_information_nats"]) == 3
@@ -50,37 +54,46 @@ def test_phase_transition_with_refinement_and_resume(tmp_path):
   assert (tmp_path / "phase_transition.png").stat().st_size > 1000
   assert (tmp_path / "phase_transition.csv").exists() and "critical rho" in out
   # Re-running collects the finished runs instead of training again.
-  before = os.path.getmtime(tmp_path / "mnist_embedded" / "rho_0.2" / "metrics.jsonl")
+  metrics = tmp_path / "mnist_embedded" / "rho_0.2" / "seed_1" / "metrics.jsonl"
+  before = os.path.getmtime(metrics)
   _run("phase_transition.py", *args)
-  assert os.path.getmtime(tmp_path / "mnist_embedded" / "rho_0.2" / "metrics.jsonl") == before
+  assert os.path.getmtime(metrics) == before
 
 
 @pytest.mark.slow
 def test_collapse_grid(tmp_path):
   _run("collapse_grid.py", "--workdir", str(tmp_path), *TINY, "--depths=2", "--widths=2,3",
-       "--hidden_width=8")
+       "--hidden_width=8", "--seeds=0,1")
   rows = json.load(open(tmp_path / "collapse_grid.json"))
-  assert {(r["method"], r["width"]) for r in rows} == {("vae", 2), ("vae", 3), ("hvae", 2),
-                                                       ("hvae", 3)}
+  assert sorted((r["method"], r["width"], r["seed"]) for r in rows) == sorted(
+      (m, w, s) for m in ("vae", "hvae") for w in (2, 3) for s in (0, 1))
   assert (tmp_path / "collapse_grid.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
 def test_compare_curves_samples_evaluate(tmp_path):
   out = _run("compare.py", "--workdir", str(tmp_path), *TINY, "--methods=vae,hvae+kl",
-             "--kl_warmup=0,2", "--num_importance_samples=10")
+             "--kl_warmup=0,2", "--num_importance_samples=10", "--seeds=0,1")
   table = (tmp_path / "compare.md").read_text()
-  assert "| vae |" in table and "| hvae+kl |" in table and "L10" in table and table in out + "\n"
-  _run("curves.py", f"--workdirs={tmp_path / 'vae'},{tmp_path / 'hvae+kl'}",
+  assert "| vae | 2 |" in table and "| hvae+kl | 2 |" in table and "L10" in table
+  assert table in out + "\n"
+  rows = json.load(open(tmp_path / "compare.json"))
+  assert sorted((r["method"], r["seed"]) for r in rows) == [("hvae+kl", 0), ("hvae+kl", 1),
+                                                           ("vae", 0), ("vae", 1)]
+  # --collect aggregates a folder of seeds, under a label.
+  _run("compare.py", "--workdir", str(tmp_path / "collected"), *TINY,
+       f"--collect=both seeds={tmp_path / 'vae'}", "--num_importance_samples=10")
+  assert "| both seeds | 2 |" in (tmp_path / "collected" / "compare.md").read_text()
+  _run("curves.py", f"--workdirs={tmp_path / 'vae' / 'seed_0'},{tmp_path / 'hvae+kl' / 'seed_0'}",
        f"--out={tmp_path / 'curves.png'}")
   assert (tmp_path / "curves.png").stat().st_size > 1000
-  _run("samples.py", f"--workdir={tmp_path / 'vae'}", "--num=20")
-  assert (tmp_path / "vae" / "samples.png").exists()
-  assert (tmp_path / "vae" / "reconstructions.png").exists()
-  out = _run("evaluate.py", f"--workdir={tmp_path / 'vae'}", "--num_importance_samples=20",
+  _run("samples.py", f"--workdir={tmp_path / 'vae' / 'seed_0'}", "--num=20")
+  assert (tmp_path / "vae" / "seed_0" / "samples.png").exists()
+  assert (tmp_path / "vae" / "seed_0" / "reconstructions.png").exists()
+  out = _run("evaluate.py", f"--workdir={tmp_path / 'vae' / 'seed_0'}", "--num_importance_samples=20",
              "--chunk=10", "--batch_size=40", "--max_examples=40", "--au_samples=3")
   assert "L_20" in out
-  result = json.load(open(tmp_path / "vae" / "eval_train_4500_.json"))
+  result = json.load(open(tmp_path / "vae" / "seed_0" / "eval_train_4500_.json"))
   assert result["iw_bound_k20"] >= result["iw_bound_k1"] - 1.0
 
 

@@ -8,26 +8,34 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=wrong-import-position
 
 
+def _seed_series(ax, rows, get, fmt, **kw):
+  """The mean over seeds of ``get(row)`` against rho as a line, every seed as a dot."""
+  rhos = sorted({r["rho"] for r in rows})
+  values = [[get(r) for r in rows if r["rho"] == rho] for rho in rhos]
+  line, = ax.plot(rhos, [np.mean(v) for v in values], fmt, **kw)
+  if any(len(v) > 1 for v in values):
+    ax.plot([rho for rho, v in zip(rhos, values) for _ in v], [x for v in values for x in v],
+            ".", color=line.get_color(), alpha=0.45, markersize=4)
+
+
 def phase_transition(results: dict, path: str, title: str = "") -> None:
   """results: {dataset: [row, ...]}, each row with rho, kl_per_layer_nats,
-  active_units_x, active_units_conditional, mutual_information_nats, elbo_nats."""
+  active_units_x, active_units_conditional, mutual_information_nats, elbo_nats; several
+  rows per rho (one per seed) are drawn as their mean (line) and each seed (dots)."""
   fig, axes = plt.subplots(1, 5, figsize=(23, 4.2))
   markers = "osd^v<>"
   for d, (name, rows) in enumerate(results.items()):
-    rows = sorted(rows, key=lambda r: r["rho"])
-    rho = np.array([r["rho"] for r in rows])
-    axes[0].plot(rho, [r["kl_per_layer_nats"][-1] for r in rows], markers[d] + "-", label=name)
+    m = markers[d]
+    _seed_series(axes[0], rows, lambda r: r["kl_per_layer_nats"][-1], m + "-", label=name)
     for i in range(len(rows[0]["kl_per_layer_nats"])):
-      color = f"C{i}"
-      label = f"{name} z{i + 1}"
-      axes[1].plot(rho, [r["active_units_x"][i] for r in rows], markers[d] + "-",
-                   color=color, label=label)
-      axes[2].plot(rho, [r["active_units_conditional"][i] for r in rows], markers[d] + "--",
-                   color=color, label=label)
+      kw = dict(color=f"C{i}", label=f"{name} z{i + 1}")
+      _seed_series(axes[1], rows, lambda r, i=i: r["active_units_x"][i], m + "-", **kw)
+      _seed_series(axes[2], rows, lambda r, i=i: r["active_units_conditional"][i], m + "--",
+                   **kw)
       if "mutual_information_nats" in rows[0]:
-        axes[3].plot(rho, [r["mutual_information_nats"][i] for r in rows], markers[d] + "-",
-                     color=color, label=label)
-    axes[4].plot(rho, [r["elbo_nats"] for r in rows], markers[d] + "-", label=name)
+        _seed_series(axes[3], rows, lambda r, i=i: r["mutual_information_nats"][i], m + "-",
+                     **kw)
+    _seed_series(axes[4], rows, lambda r: r["elbo_nats"], m + "-", label=name)
   labels = ["top-layer KL (nats)", "active units, x-based", "active units, conditional",
             "I(x; z_i) (nats)", "ELBO (nats)"]
   for ax, label in zip(axes, labels):
@@ -42,7 +50,8 @@ def phase_transition(results: dict, path: str, title: str = "") -> None:
 
 
 def heatmaps(grid: dict, depths, widths, path: str, title: str = "") -> None:
-  """grid[(method, depth, width)] = (x-based total, conditional total, total units)."""
+  """grid[(method, depth, width)] = (x-based total, conditional total, total units); the
+  totals may be means over seeds."""
   methods = sorted({k[0] for k in grid})
   fig, axes = plt.subplots(2, len(methods), figsize=(4.5 * len(methods), 7.5), squeeze=False)
   for j, method in enumerate(methods):
@@ -53,7 +62,7 @@ def heatmaps(grid: dict, depths, widths, path: str, title: str = "") -> None:
       im = ax.imshow(frac, vmin=0, vmax=1, cmap="viridis", origin="lower")
       for a, d in enumerate(depths):
         for b, w in enumerate(widths):
-          ax.text(b, a, f"{grid[(method, d, w)][idx]}/{grid[(method, d, w)][2]}",
+          ax.text(b, a, f"{grid[(method, d, w)][idx]:g}/{grid[(method, d, w)][2]}",
                   ha="center", va="center", color="w", fontsize=8)
       ax.set_xticks(range(len(widths)), [str(w) for w in widths])
       ax.set_yticks(range(len(depths)), [str(d) for d in depths])

@@ -98,3 +98,69 @@ def write_csv(path: str, rows: list[dict]) -> None:
 
 def fmt_rho(rho: float) -> str:
   return f"{rho:.4f}".rstrip("0").rstrip(".") if not math.isnan(rho) else "nan"
+
+
+# ------------------------------------------------------------------- seeds
+
+def parse_seeds(values) -> list[int]:
+  """``--seeds=0,1,2`` (absl list flag values or a string) -> [0, 1, 2]; at least one,
+  no repeats."""
+  if isinstance(values, str):
+    values = values.split(",")
+  seeds = [int(v) for v in values if str(v).strip()]
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise ValueError(f"--seeds={values!r}: give distinct integers, e.g. --seeds=0,1,2")
+  return seeds
+
+
+def seed_workdir(root: str, seed: int) -> str:
+  return os.path.join(root, f"seed_{seed}")
+
+
+def train_seeds(config, root: str, seeds: Sequence[int]) -> list[dict]:
+  """``train_or_collect`` once per seed, in ``root/seed_<s>`` (resumable per seed).
+  Returns each seed's last evaluation, with ``seed`` and ``workdir`` added."""
+  results = []
+  for seed in seeds:
+    c = config.copy_and_resolve_references()
+    c.seed = int(seed)
+    workdir = seed_workdir(root, seed)
+    result = dict(train_or_collect(c, workdir))
+    result.update(seed=int(seed), workdir=workdir)
+    results.append(result)
+  return results
+
+
+def mean_sd(values) -> tuple[float, float]:
+  """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
+  v = np.asarray(values, dtype=float)
+  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def fmt_mean_sd(values, digits: int = 1) -> str:
+  """'m ± sd (v1, v2, v3)': the mean, the sample sd and every seed's value."""
+  m, s = mean_sd(values)
+  each = ", ".join(f"{float(v):.{digits}f}" for v in values)
+  return f"{m:.{digits}f} ± {s:.{digits}f} ({each})"
+
+
+def informative_layers(result: dict, min_units: int = 1) -> list[bool]:
+  """Per layer (bottom to top): does z_i carry information about x in this run? True when
+  its x-based active-unit count (Burda's criterion applied to E_q[z_i|x] averaged over
+  paths from x, threshold ``config.au_threshold``) is at least ``min_units``. The
+  conditional count is deliberately not used: a layer can be conditionally active while
+  encoding only the noise of the layer below."""
+  return [int(u) >= min_units for u in result["active_units_x"]]
+
+
+def seeds_informative_above_z1(results: Sequence[dict]) -> tuple[int, int]:
+  """(number of seeds in which some layer above z_1 is informative about x, seeds)."""
+  hits = sum(any(informative_layers(r)[1:]) for r in results)
+  return hits, len(results)
+
+
+def per_layer(results: Sequence[dict], key: str, digits: int = 1) -> str:
+  """One 'mean ± sd' per layer (bottom to top) of a per-layer metric over seeds."""
+  cols = np.asarray([r[key] for r in results], dtype=float)
+  return " / ".join(f"{c.mean():.{digits}f}±{(c.std(ddof=1) if len(c) > 1 else 0.0):.{digits}f}"
+                    for c in cols.T)
