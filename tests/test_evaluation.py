@@ -70,20 +70,31 @@ def test_iw_bounds_increase_to_log_px():
 
 
 # ----------------------------------------------------------------------------
-MODEL = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=6)
+MODEL = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=6, initialization="lecun_normal")
 X = (jax.random.uniform(jax.random.PRNGKey(2), (10, 6)) < 0.5).astype(jnp.float32)
 PARAMS = jax.jit(MODEL.init)(jax.random.PRNGKey(0), X, jax.random.PRNGKey(1))["params"]
 
 
-def test_chunked_iw_bound_matches_unchunked():
+def _written_out_iw_bound(key, num_samples, chunk):
+  """L_K from the log weights of the K paths the chunked scan draws (chunk c's keys:
+  split(fold_in(key, c), chunk)), log-mean-exp'd at once."""
+  keys = jnp.concatenate([jax.random.split(jax.random.fold_in(key, c), chunk)
+                          for c in range(num_samples // chunk)])
+  log_w = jnp.stack([objectives.layer_terms(MODEL, PARAMS, X, k).log_weight for k in keys])
+  return jax.scipy.special.logsumexp(log_w, axis=0) - math.log(num_samples), log_w
+
+
+def test_chunked_iw_bound_is_the_logmeanexp_over_every_chunk():
+  """The running logsumexp over chunks equals L_K over all K log weights at once (a
+  missing -log K, a chunk dropped, or one key reused for every chunk fails)."""
   key = jax.random.PRNGKey(7)
-  a = evaluation.iw_bound_batch(MODEL, PARAMS, X, key, 40, 40)
-  b = evaluation.iw_bound_batch(MODEL, PARAMS, X, key, 40, 8)
-  # Different chunkings draw different samples: same bound within MC error, and both
-  # are log-mean-exps of K log weights (upper bounded by max, lower by mean of ELBOs).
-  assert np.allclose(np.asarray(a).mean(), np.asarray(b).mean(), atol=0.5)
-  c = evaluation.iw_bound_batch(MODEL, PARAMS, X, key, 40, 8)
-  np.testing.assert_array_equal(b, c)   # deterministic given the key
+  got = evaluation.iw_bound_batch(MODEL, PARAMS, X, key, 40, 8)
+  want, log_w = _written_out_iw_bound(key, 40, 8)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert float(jnp.std(log_w[:8].mean(0) - log_w[8:16].mean(0))) > 1e-3   # chunks differ
+  unchunked = evaluation.iw_bound_batch(MODEL, PARAMS, X, key, 40, 40)
+  np.testing.assert_allclose(unchunked, _written_out_iw_bound(key, 40, 40)[0], rtol=1e-5,
+                             atol=1e-5)
   with pytest.raises(ValueError, match="multiple of chunk"):
     evaluation.iw_bound_batch(MODEL, PARAMS, X, key, 10, 3)
 
@@ -157,14 +168,42 @@ def test_mutual_information_constructed():
   assert np.all(np.abs(mi0) < 1e-4)
 
 
-def test_evaluate_dataset_keys():
-  batches = [(X, jnp.ones(10))]
-  out = evaluation.evaluate_dataset(MODEL, PARAMS, batches, jax.random.PRNGKey(0),
-                                    au_samples=5, iw_samples=(1, 20), mi_paths=4)
-  for k in ("elbo_nats", "iw_bound_k1", "iw_bound_k20", "bits_per_dim_k20",
-            "active_units_x", "active_units_conditional", "mutual_information_nats"):
-    assert k in out
+def test_mutual_information_of_a_layer_that_follows_only_the_noise_below_is_zero():
+  """z2 copies z1's pure-noise unit (z1_1 ~ N(0, 3^2) whatever x) and nothing else: by the
+  data-processing inequality I(x; z2) <= I(x; z1_1) = 0. Estimating q(z2|x) with the
+  sample's own path in the mixture reports log(batch) = 4.85 nats here (the sample sits
+  on its own sharp component, far from every other); the estimator leaves that path
+  out, and its estimate is then at most about 0 (negative: the paths cannot resolve
+  q(z2|x), no evidence of information about x)."""
+  x = (jax.random.uniform(jax.random.PRNGKey(4), (128, 6)) < 0.5).astype(jnp.float32)
+  params = dict(_constructed_params())
+  q2 = jax.tree_util.tree_map(lambda a: a, params["q_z2"])
+  q2["mlp"]["dense_0"]["kernel"] = q2["mlp"]["dense_0"]["kernel"].at[0, :].set(0.0)
+  q2["scale"]["bias"] = jnp.full_like(q2["scale"]["bias"], -8.0)     # sharp: scale ~ 1e-3
+  params["q_z2"] = q2
+  mi = np.asarray(evaluation.mutual_information_batch(MODEL, params, x, 16,
+                                                      jax.random.PRNGKey(1)))
+  assert abs(mi[0] - math.log(2)) < 0.1                 # z1 still carries x_0
+  assert mi[1] < 0.15, mi
+  with pytest.raises(ValueError, match="num_paths=1"):
+    evaluation.mutual_information_batch(MODEL, params, x, 1, jax.random.PRNGKey(1))
+
+
+def test_evaluate_dataset_bounds_are_those_of_their_k():
+  """Each reported L_K is the bound with that K on the batch's IW key (an IW bound
+  computed with the wrong K, or an ELBO reported as L_1 from another key, fails)."""
+  key = jax.random.PRNGKey(0)
+  out = evaluation.evaluate_dataset(MODEL, PARAMS, [(X, jnp.ones(10))], key, au_samples=5,
+                                    iw_samples=(1, 20), iw_chunk=10, mi_paths=4)
+  iw_key = jax.random.fold_in(jax.random.fold_in(key, 0), 2)     # batch 0, the IW stream
+  for k in (1, 20):
+    want = evaluation.iw_bound_batch(MODEL, PARAMS, X, iw_key, k, math.gcd(k, 10))
+    assert out[f"iw_bound_k{k}"] == pytest.approx(float(jnp.mean(want)), rel=1e-5)
+  assert out["iw_bound_k20"] > out["iw_bound_k1"] + 0.1
+  assert out["bits_per_dim_k20"] == pytest.approx(-out["iw_bound_k20"] / (6 * math.log(2)))
   assert out["bits_per_dim_elbo"] == pytest.approx(-out["elbo_nats"] / (6 * math.log(2)))
+  assert len(out["mutual_information_nats"]) == 2
+  assert len(out["active_units_x"]) == len(out["active_units_conditional"]) == 2
 
 
 # ----------------------------------------------------------------------------
@@ -239,10 +278,24 @@ def test_evaluate_dataset_rejects_empty_input():
 
 
 def test_example_cap_and_padding_count_each_example_once():
+  """21 of 37 examples in batches of 8: the padded rows of the last batch are in no sum
+  (the ELBO equals the mean over exactly the 21 real rows; an unmasked padded row fails)."""
   from hermite_vae import data, train
   images = (np.arange(37 * 6) % 2).reshape(37, 6, 1, 1).astype(np.uint8)
+  images[21:] = 1 - images[21:]     # the examples beyond the cap differ from the first 21
   batches = list(data.eval_batches(images, 8, train.make_mesh(), max_examples=21))
   assert len(batches) == 3 and float(sum(m.sum() for _, m in batches)) == 21
-  out = evaluation.evaluate_dataset(MODEL, PARAMS, iter(batches), jax.random.PRNGKey(0),
-                                    au_samples=2)
+  key = jax.random.PRNGKey(0)
+  out = evaluation.evaluate_dataset(MODEL, PARAMS, iter(batches), key, au_samples=2)
   assert out["num_examples"] == 21
+  elbos, kls = [], []
+  for b, (x, mask) in enumerate(batches):
+    terms = objectives.layer_terms(MODEL, PARAMS, x, jax.random.fold_in(
+        jax.random.fold_in(key, b), 0))
+    keep = np.asarray(mask) > 0
+    elbos.append(np.asarray(terms.elbo)[keep])
+    kls.append(np.asarray(terms.kl)[:, keep])
+  assert sum(len(e) for e in elbos) == 21
+  np.testing.assert_allclose(out["elbo_nats"], np.concatenate(elbos).mean(), rtol=1e-5)
+  np.testing.assert_allclose(out["kl_per_layer_nats"], np.concatenate(kls, 1).mean(1),
+                             rtol=1e-5, atol=1e-6)

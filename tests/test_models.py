@@ -125,6 +125,23 @@ def test_discretized_logistic_model_shapes_and_bounds():
   out = model.apply(variables, x, jax.random.PRNGKey(1))
   assert out.shape == (2, 24)
   assert float(jnp.min(out[:, 12:])) >= layers.MIN_LOG_SCALE
+  # The first half is the location head, the second the (floored) log-scale head: written
+  # out from the decoder's parameters (swapped halves fail).
+  z1 = jax.random.normal(jax.random.PRNGKey(3), (2, 3))
+  out = model.apply(variables, z1, method=model.decode)
+  p = variables["params"]["p_x"]
+  h = jnp.tanh(jnp.tanh(z1 @ p["mlp"]["dense_0"]["kernel"] + p["mlp"]["dense_0"]["bias"])
+               @ p["mlp"]["dense_1"]["kernel"] + p["mlp"]["dense_1"]["bias"])
+  loc = h @ p["loc"]["kernel"] + p["loc"]["bias"]
+  log_scale = jnp.maximum(h @ p["log_scale"]["kernel"] + p["log_scale"]["bias"],
+                          layers.MIN_LOG_SCALE)
+  np.testing.assert_allclose(out[:, :12], loc, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out[:, 12:], log_scale, rtol=1e-5, atol=1e-6)
+  assert float(jnp.max(jnp.abs(loc - log_scale))) > 1e-2
+  pixels = jnp.arange(24.0).reshape(2, 12) * 10
+  np.testing.assert_allclose(
+      layers.log_likelihood("discretized_logistic", pixels, out),
+      layers.discretized_logistic_log_prob(pixels, loc, log_scale), rtol=1e-6)
   image = layers.mean_image("discretized_logistic", out)
   assert image.shape == (2, 12) and float(image.min()) >= 0 and float(image.max()) <= 1
   with pytest.raises(ValueError, match="likelihood"):
@@ -146,6 +163,17 @@ def test_resnet_hierarchy_shapes_and_layer_names():
   assert loc.shape == scale.shape == (2, 588) and float(scale.min()) > 0
   loc, scale = model.apply(variables, 0, jnp.zeros((5, 2, 392)), method=model.generate_layer)
   assert loc.shape == (5, 2, 588)   # extra leading axes (OU samples, IW samples) pass through
+  # The generator p(z1|z2) and the encoder read their inputs (at the default
+  # initialization too): changing z2 or x changes (loc, scale).
+  z2 = jax.random.normal(jax.random.PRNGKey(4), (5, 2, 392))
+  loc2, scale2 = model.apply(variables, 0, z2, method=model.generate_layer)
+  assert float(jnp.max(jnp.abs(loc2 - loc))) > 1e-4
+  assert float(jnp.max(jnp.abs(scale2 - scale))) > 1e-4
+  assert not np.allclose(loc2[0, 0], loc2[0, 1])        # per-example, not one constant
+  x1 = (jax.random.uniform(jax.random.PRNGKey(5), (2, 784)) < 0.3).astype(jnp.float32)
+  q1 = model.apply(variables, 0, x1, method=model.encode_layer)[0]
+  assert float(jnp.max(jnp.abs(q1 - model.apply(variables, 0, x,
+                                                method=model.encode_layer)[0]))) > 1e-4
   # 8-bit colour images: location and log-scale per sub-pixel.
   colour = ResNetHierarchicalVAE((32, 32, 3), (2,), channels=4, num_blocks=0,
                                  likelihood="discretized_logistic")
@@ -203,7 +231,9 @@ def test_resnet_presets_build(module, pixels):
   model = train.create_model(c, pixels)
   params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, pixels)),
                                              jax.random.PRNGKey(1)))
-  assert len(model.latent_dims) == len(c.latent_channels) and count_params(params) > 1e6
+  # (exact parameter counts of both presets: test_resnet_preset_parameter_counts_match_readme)
+  assert len(model.latent_dims) == len(c.latent_channels)
+  assert {"q_z1", "p_z1", "p_x"} <= set(params["params"])
   with pytest.raises(ValueError, match="not 100 pixels"):
     train.create_model(c, 100)
 

@@ -119,3 +119,48 @@ def test_unreachable_coordinator_fails_in_bounded_time(tmp_path):
                         timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert proc.returncode != 0
   assert "config.coordinator_address='127.0.0.1:9'" in proc.stderr, proc.stderr[-2000:]
+
+
+_GUARD_SCRIPT = r"""
+import sys
+sys.path.insert(0, {root!r})
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+from hermite_vae import data, train
+mesh = train.make_mesh()
+images = (np.arange(64 * 16) % 255).astype(np.uint8).reshape(64, 4, 4, 1)
+batches = data.TrainBatches(images, 8, "dynamic", 0, mesh)
+step = lambda s: jax.device_put(np.int32(s), NamedSharding(mesh, P()))
+first = batches.stack(0, 3, step(0))                     # compiles
+later = step(3)
+with jax.transfer_guard("disallow_explicit"):
+  xs = batches.stack(3, 3, later)                        # same epoch: on device only
+  xs.block_until_ready()
+with jax.transfer_guard("disallow_explicit"):
+  try:
+    batches.stack(3, 3, None)
+    print("GUARD NOT LIVE")
+  except Exception as e:
+    assert "host-to-device" in str(e), e
+print("OK", jax.process_count(), xs.shape, not xs.is_fully_addressable)
+"""
+
+
+def test_a_multi_process_dispatch_draws_its_batches_without_host_copies(tmp_path):
+  """On 2 processes the trainer passes the state's global step to the batch drawer; the
+  drawer reuses this process's shards of it (no host-to-device copy: jax.transfer_guard)
+  and a host-side step is caught by the same guard."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen([sys.executable, "-c", _GUARD_SCRIPT.format(root=ROOT),
+                             f"127.0.0.1:{port}", str(i)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+    assert "OK 2 (3, 8, 4, 4, 1) True" in out, out + err[-2000:]

@@ -46,10 +46,21 @@ def test_correlated_samples_preserve_marginal():
   assert abs(np.corrcoef(np.asarray(z), zp)[0, 1] - rho) < 0.01
 
 
-def test_correlated_samples_broadcast_shape():
-  z = jnp.zeros((3, 4))
-  out = correlated_samples(KEY, z, 0.5, 2, loc=jnp.zeros((4,)), scale=jnp.ones((3, 1)))
-  assert out.shape == (2, 3, 4)
+def test_correlated_samples_broadcast_values():
+  """loc [4] broadcasts along the last axis and scale [3, 1] along the first, in eq. 4's
+  formula (a loc or scale applied on the wrong axis, or an unscaled noise, fails)."""
+  rho, n = 0.5, 2
+  z = jnp.arange(12.0).reshape(3, 4) / 10
+  loc = jnp.array([1.0, -2.0, 3.0, 0.5])
+  scale = jnp.array([[0.1], [1.0], [10.0]])
+  out = correlated_samples(KEY, z, rho, n, loc=loc, scale=scale)
+  assert out.shape == (n, 3, 4)
+  eps = jax.random.normal(KEY, (n, 3, 4))      # eps_1..eps_n for the broadcast shape
+  want = rho * z + (1 - rho) * loc[None, :] + scale * np.sqrt(1 - rho**2) * eps
+  np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+  # The noise of row r has scale r's size: rows 0 and 2 differ by 100x in spread.
+  spread = jnp.std(out - (rho * z + (1 - rho) * loc), axis=(0, 2))
+  assert float(spread[2]) > 20 * float(spread[0])
 
 
 # ------------------------------------------- Hermite eigenfunctions, eq. 3

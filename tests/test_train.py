@@ -104,10 +104,38 @@ def test_config_errors_before_training(tmp_path, key, value, match):
   assert not os.path.exists(os.path.join(str(tmp_path), "checkpoints"))
 
 
+def _dispatch(cfg, steps=2):
+  """The trainer's compiled dispatch: ``steps`` steps from the initial state on the
+  embedded digits' first batches. Returns (state, metrics)."""
+  from hermite_vae import data
+  mesh = train.make_mesh()
+  model, tx = train.create_model(cfg, 784), train.create_optimizer(cfg)
+  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  batches = data.TrainBatches(data.load("mnist_embedded", "embedded").train, cfg.batch_size,
+                              "dynamic", 0, mesh)
+  return train.make_train_steps(model, tx, cfg, mesh)(state, batches.stack(0, steps),
+                                                      jax.random.PRNGKey(1))
+
+
 def test_resnet_hierarchy_end_to_end(tmp_path):
-  cfg = _config(method="hvae", architecture="resnet", latent_channels=(2, 1),
-                resnet_channels=4, resnet_blocks=1, num_train_steps=4, log_every=2,
-                eval_every=4, checkpoint_every=4)
+  resnet = dict(architecture="resnet", latent_channels=(2, 1), resnet_channels=4,
+                resnet_blocks=1)
+  # The trainer smooths the ResNet's generator: at rho = 1 its steps are the VAE's
+  # exactly; at rho = 0.5 the generator p(z1|z2) and, through the OU points' dependence
+  # on q(z2|z1)'s sample, loc and scale, the encoder of z2 move differently, while the
+  # decoder p(x|z1), which is never smoothed, takes the VAE's first step exactly (no
+  # smoothing, or smoothing of the decoder, fails).
+  vae = _dispatch(_config(method="vae", **resnet), steps=1)[0].params
+  at_1 = _dispatch(_config(method="hvae", rho=1.0, **resnet), steps=1)[0].params
+  at_half = _dispatch(_config(method="hvae", rho=0.5, **resnet), steps=1)[0].params
+  for a, b in zip(jax.tree_util.tree_leaves(vae), jax.tree_util.tree_leaves(at_1)):
+    np.testing.assert_array_equal(a, b)
+  differs = lambda name: any(not np.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(
+      jax.tree_util.tree_leaves(vae[name]), jax.tree_util.tree_leaves(at_half[name])))
+  assert differs("p_z1") and differs("q_z2")
+  assert not differs("p_x")
+  cfg = _config(method="hvae", num_train_steps=4, log_every=2, eval_every=4,
+                checkpoint_every=4, **resnet)
   result = train.train_and_evaluate(cfg, str(tmp_path))
   assert np.isfinite(result["elbo_nats"]) and result["elbo_nats"] < 0
   assert len(result["active_units_x"]) == 2 and result["active_units_x"][1] <= 14 * 14
@@ -279,22 +307,40 @@ def test_train_step_clipping_matches_optax_and_skips_nonfinite():
 def test_bfloat16_compute_stays_finite_and_close_to_float32():
   # The trainer's dispatch for 12 steps on the same batches, float32 vs bfloat16 compute.
   # Tolerance: 0.5% of the ELBO (measured after 30 steps of train_and_evaluate: 0.03%).
-  from hermite_vae import data
-  runs = {}
-  for dtype in ("float32", "bfloat16"):
-    cfg = _config(compute_dtype=dtype, steps_per_dispatch=12)
-    mesh = train.make_mesh()
-    model, tx = train.create_model(cfg, 784), train.create_optimizer(cfg)
-    state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
-    batches = data.TrainBatches(data.load("mnist_embedded", "embedded").train, 8, "dynamic",
-                                0, mesh)
-    state, metrics = train.make_train_steps(model, tx, cfg, mesh)(
-        state, batches.stack(0, 12), jax.random.PRNGKey(1))
-    runs[dtype] = (np.asarray(metrics["elbo_nats"]), state)
-  (e32, s32), (e16, s16) = runs["float32"], runs["bfloat16"]
+  runs = {dtype: _dispatch(_config(compute_dtype=dtype, steps_per_dispatch=12), steps=12)
+          for dtype in ("float32", "bfloat16")}
+  (s32, m32), (s16, m16) = runs["float32"], runs["bfloat16"]
+  e32, e16 = np.asarray(m32["elbo_nats"]), np.asarray(m16["elbo_nats"])
   assert np.all(np.isfinite(e16)) and int(s16.step) == 12
   np.testing.assert_allclose(e16, e32, rtol=5e-3)
-  leaves16 = jax.tree_util.tree_leaves(s16.params)
-  assert all(leaf.dtype == jnp.float32 for leaf in leaves16)           # parameters stay f32
-  assert any(not np.array_equal(a, b) for a, b in                        # bf16 really used
-             zip(jax.tree_util.tree_leaves(s32.params), leaves16))
+  # Parameters, optimizer state, loss and every metric stay float32.
+  for tree in (s16.params, s16.opt_state, m16):
+    for leaf in jax.tree_util.tree_leaves(tree):
+      if jnp.issubdtype(leaf.dtype, jnp.floating):
+        assert leaf.dtype == jnp.float32, leaf.dtype
+  assert m16["loss"].dtype == m16["kl_per_layer_nats"].dtype == jnp.float32
+  # bf16 really used: other numbers than float32 after the same steps.
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(jax.tree_util.tree_leaves(s32.params), jax.tree_util.tree_leaves(s16.params)))
+  assert not np.array_equal(e16, e32)
+
+
+def test_bfloat16_model_outputs_and_densities_are_float32():
+  """The matmuls run in bfloat16; every (loc, scale), decoder output and log-density the
+  objective sees is float32 (so is the loss computed from them)."""
+  cfg = _config(compute_dtype="bfloat16")
+  model = train.create_model(cfg, 784)
+  x = (jax.random.uniform(jax.random.PRNGKey(0), (4, 784)) < 0.2).astype(jnp.float32)
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
+  loc, scale = model.apply({"params": params}, 0, x, method=model.encode_layer)
+  assert loc.dtype == scale.dtype == jnp.float32
+  g_loc, _ = model.apply({"params": params}, 0, loc[:, :3], method=model.generate_layer)
+  assert g_loc.dtype == model.apply({"params": params}, loc, method=model.decode).dtype == (
+      jnp.float32)
+  terms = objectives.layer_terms(model, params, x, jax.random.PRNGKey(2))
+  assert terms.log_px.dtype == terms.kl.dtype == terms.log_ratio_top.dtype == jnp.float32
+  # The bf16 matmul is really in the program: the dense layers' dots are bf16.
+  hlo = jax.jit(lambda p: objectives.layer_terms(model, p, x, jax.random.PRNGKey(2)).kl
+                ).lower(params).as_text()
+  assert "bf16" in hlo

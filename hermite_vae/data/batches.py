@@ -97,16 +97,28 @@ class TrainBatches:
   def __call__(self, step: int):
     return self.stack(step, 1)[0]
 
+  def _local_view(self, device_step):
+    """A replicated global scalar (multi-process) as the same value over this process's
+    devices, from the shards it already holds: no copy from the host."""
+    if device_step.is_fully_addressable:
+      return device_step
+    shards = {shard.device: shard.data for shard in device_step.addressable_shards}
+    return jax.make_array_from_single_device_arrays(
+        (), self._replicated, [shards[d] for d in self._replicated.mesh.devices.flat])
+
   def stack(self, step: int, k: int, device_step=None):
     """The batches of steps ``step .. step + k - 1``, stacked: ``[k, B, H, W, C]``.
 
     ``device_step``: optionally the same step as an int32 array already on the devices
-    (e.g. the train state's ``step``); then no host-to-device copy happens unless the
-    chunk starts a new epoch's permutation from a host-side step."""
+    (e.g. the train state's ``step``, replicated over the global mesh on several
+    processes); then no host-to-device copy happens: this process's copies of it are
+    reused in place as an array over its own devices."""
     if k < 1:
       raise ValueError(f"k={k} must be >= 1")
     if device_step is None:
       device_step = jax.device_put(np.int32(step), self._replicated)
+    else:
+      device_step = self._local_view(device_step)
     parts, start = [], step
     while start < step + k:  # one draw per epoch the steps fall in
       epoch = start // self.steps_per_epoch
