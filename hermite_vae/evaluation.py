@@ -17,10 +17,14 @@
       below looks active here but not in the x-based count.
 * Mutual information I(x; z_i) per layer with the aggregate-posterior estimator of He et
   al. (2019), I = E_x E_{q(z_i|x)}[log q(z_i|x) - log q(z_i)], extended to upper layers,
-  whose q(z_i|x) = E_{z_{i-1}|x} q(z_i|z_{i-1}) is a mixture: it is estimated with
-  ``mi_paths`` sampled paths of the layers below, and q(z_i) by the mixture over the
-  examples of the batch. It is bounded by log(batch size) and, unlike the conditional
-  active-unit count, is zero for a layer that carries no information about x.
+  whose q(z_i|x) = E_{z_{i-1}|x} q(z_i|z_{i-1}) is a mixture: the sample z_i comes from
+  one sampled path and q(z_i|x) is estimated with the ``mi_paths - 1`` *other* paths
+  (leave-one-out), q(z_i) by the mixture of those over the examples of the batch. With
+  the sample's own path in the mixture, a layer that only encodes the noise of the layer
+  below (I(x; z_i) = 0 by the data-processing inequality) would score up to log(batch)
+  nats, its sample sitting on its own sharp component. Bounded by log(batch size); zero
+  for a layer that carries no information about x, unlike the conditional active-unit
+  count. Needs ``mi_paths >= 2``.
 * Bits per dimension: -bound / (D ln 2) for likelihoods over D pixels.
 """
 from __future__ import annotations
@@ -74,12 +78,17 @@ def posterior_means(model, params, x, num_samples: int, key):
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def mutual_information_batch(model, params, x, num_paths: int, key):
-  """Per-layer estimates of I(x; z_i) on one batch (nats) [L]."""
+  """Per-layer estimates of I(x; z_i) on one batch (nats) [L]: the sample from path 0,
+  the mixtures over paths 1..num_paths-1 (see the module docstring)."""
+  if num_paths < 2:
+    raise ValueError(f"num_paths={num_paths}: the leave-one-out estimate of q(z_i|x) needs "
+                     "at least 2 sample paths (config.mi_paths >= 2, or 0 for off)")
   keys = jax.random.split(key, num_paths)
   paths = jax.vmap(lambda k: objectives.encode_path(model, params, x, k))(keys)
   out = []
   for z, loc, scale in paths:                       # [S, B, d] each
     z0 = z[0]                                       # one sample z_i ~ q(z_i|x_b) per b
+    loc, scale = loc[1:], scale[1:]                 # the other paths: independent of z0
     s, b, d = loc.shape
     # log N(z0_b | loc_{b',s}, scale_{b',s}) for all b, b', s, as matmuls: [B, B'*S].
     prec = (1.0 / scale**2).transpose(1, 0, 2).reshape(b * s, d)
@@ -88,7 +97,7 @@ def mutual_information_batch(model, params, x, num_paths: int, key):
                     axis=-1).reshape(b * s)
     quad = (z0**2) @ prec.T - 2 * z0 @ mean_prec.T + const[None]
     logn = (-0.5 * quad - 0.5 * d * jnp.log(2 * jnp.pi)).reshape(b, b, s)
-    log_q_cond = jax.nn.logsumexp(logn, axis=2) - jnp.log(num_paths)     # [B, B']
+    log_q_cond = jax.nn.logsumexp(logn, axis=2) - jnp.log(s)             # [B, B']
     log_q_x = jnp.diagonal(log_q_cond)                                   # log q(z0_b | x_b)
     log_q_agg = jax.nn.logsumexp(log_q_cond, axis=1) - jnp.log(b)        # log q(z0_b)
     out.append(jnp.mean(log_q_x - log_q_agg))
