@@ -78,6 +78,11 @@ def default_config() -> ml_collections.ConfigDict:
   # lecun_normal a 3 x 200 hierarchy starts with 50-160 nats of KL per layer and collapses
   # entirely (docs/results.md, "Initialization").
   c.initialization = layers.DEFAULT_INIT
+  # Stochastic skip connections between latent layers (HVAE+ / LVAE+, the paper's best
+  # CIFAR-10 row, Table 5): a deterministic top-down state carries every latent above a
+  # layer into each generator p(z_i|.) and the decoder (models/hierarchy.py). The
+  # Hermite VAE smooths only z_{i+1}, the state held fixed (README, "Skip connections").
+  c.skip_connections = False
 
   # p(x|z_1): auto = bernoulli for binary images, discretized_logistic for 8-bit ones
   # (CIFAR-10); naming the other one for a dataset is an error.
@@ -180,7 +185,7 @@ def validate(config) -> None:
   if c.mi_paths == 1:
     _fail("mi_paths", c.mi_paths, "must be 0 (off) or >= 2: I(x; z_i) leaves the "
           "sample's own path out of the estimate of q(z_i|x)")
-  for key in ("ou_sequential", "ou_chain_layers"):
+  for key in ("ou_sequential", "ou_chain_layers", "skip_connections"):
     if not isinstance(c[key], bool):
       _fail(key, c[key], "must be True or False")
   for key in ("free_bits", "grad_clip_norm"):

@@ -177,11 +177,17 @@ def generator_spectra(model, params, x, key, *, num_samples=2048, rhos=(0.9,),
   p(z_i|z_{i+1}), under the posterior Gaussian q(z_{i+1}|.) of one sampled path of the
   first ``max_examples`` examples of ``x``. One dict per layer, bottom to top."""
   path = objectives.encode_path(model, params, x[:max_examples], jax.random.fold_in(key, 0))
+  contexts = objectives.path_contexts(model, params, path)
+  if model.skip_connections:
+    raise NotImplementedError("generator_spectra of a hierarchy with skip connections "
+                              "(the spectrum of z_{i+1} -> (mu_i, sigma_i) per example with "
+                              "its top-down state) is not implemented")
   variables = {"params": params}
   out = []
   for i in range(len(path) - 1):
     _, loc, scale = path[i + 1]
-    apply = lambda h, i=i: model.apply(variables, i, h, method=model.generate_layer)
+    apply = lambda h, i=i: model.apply(variables, i, h, contexts[i],
+                                       method=model.generate_layer)
     k = jax.random.fold_in(key, i + 1)
     out.append({"layer": i + 1,
                 "mu": hermite_spectrum(lambda h: apply(h)[0], loc, scale, k,
@@ -201,6 +207,7 @@ def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_dr
   num_generators = len(model.latent_dims) - 1
   out = {"grad_var_relative": [], "grad_var_trace": [], "var_ratio_mu": []}
   path = objectives.encode_path(model, params, x, jax.random.fold_in(key, 0))
+  contexts = objectives.path_contexts(model, params, path)
   variables = {"params": params}
   for i in range(num_generators):
     meter = gradient_variance(model, params, x, jax.random.fold_in(key, 1 + i), layer=i,
@@ -209,7 +216,9 @@ def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_dr
     out["grad_var_relative"].append(meter["relative"])
     out["grad_var_trace"].append(meter["trace"])
     _, loc, scale = path[i + 1]
-    mu = lambda h, i=i: model.apply(variables, i, h, method=model.generate_layer)[0]
+    ctx = None if contexts[i] is None else contexts[i][0]      # example 0, as loc[0]
+    mu = lambda h, i=i, ctx=ctx: model.apply(variables, i, h, ctx,
+                                             method=model.generate_layer)[0]
     var_u, var_f = _smoothed_variance(mu, loc[0], scale[0], jax.random.fold_in(key, 100 + i),
                                       num_samples, float(rho))
     out["var_ratio_mu"].append(float(var_u) / float(var_f) if float(var_f) > 0 else 1.0)

@@ -53,7 +53,7 @@ from hermite_vae import ou
 from hermite_vae.models import layers
 # One posterior path and the flattening of images live with the models, so that no model
 # module imports the objectives; re-exported here.
-from hermite_vae.models.hierarchy import encode_path, flatten  # noqa: F401
+from hermite_vae.models.hierarchy import encode_path, flatten, path_contexts  # noqa: F401
 
 METHODS = ("vae", "iwae", "hvae")
 SMOOTH_TARGETS = ("mean_std", "ratio")
@@ -118,7 +118,10 @@ def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) ->
   variables = {"params": params}
   path = encode_path(model, params, x, key)
   num_layers = len(path)
-  out = model.apply(variables, path[0][0], method=model.decode)
+  # Skip connections: each generator's top-down state of the latents above its input,
+  # and the decoder's (all None without skips).
+  contexts = path_contexts(model, params, path)
+  out = model.apply(variables, path[0][0], contexts[-1], method=model.decode)
   log_px = layers.log_likelihood(model.likelihood, flatten(x), out)
   chain = smoothing is not None and smoothing.chain
   kls, after = [], (() if chain else None)   # (): the first call of smooth's chain
@@ -127,7 +130,8 @@ def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) ->
     z_above, above_loc, above_scale = path[i + 1]
     log_q = layers.gaussian_log_prob(z, q_loc, q_scale)
     log_p = _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
-                                smoothing, jax.random.fold_in(key, 1000 + i), after)
+                                smoothing, jax.random.fold_in(key, 1000 + i), after,
+                                contexts[i])
     after = log_p if chain else None
     kls.append(log_q - log_p)
   z_top, top_loc, top_scale = path[-1]
@@ -138,9 +142,13 @@ def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) ->
 
 
 def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
-                        smoothing, key, after=None):
-  """log p(z_i | z_{i+1}), OU-smoothed for the gradient when ``smoothing`` is given."""
-  apply = lambda h: model.apply(variables, i, h, method=model.generate_layer)
+                        smoothing, key, after=None, context=None):
+  """log p(z_i | z_{i+1}[, context]), OU-smoothed for the gradient when ``smoothing`` is
+  given. Only the layer's own stochastic input z_{i+1} is OU-perturbed (eq. 4 with its
+  posterior's loc/scale); the skip connections' ``context`` (the state of the latents
+  above z_{i+1}) is held fixed inside the smoothed function, whose closure passes its
+  gradient on (``smooth`` hoists closed-over arrays)."""
+  apply = lambda h: model.apply(variables, i, h, context, method=model.generate_layer)
   if smoothing is None:
     loc, scale = apply(z_above)
     return layers.gaussian_log_prob(z, loc, scale)

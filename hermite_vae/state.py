@@ -31,7 +31,9 @@ class TrainState:
 def create_model(config, num_pixels: int):
   """The config's hierarchy: ``architecture='mlp'`` (:class:`MLPHierarchicalVAE`) or
   ``'resnet'`` (:class:`ResNetHierarchicalVAE`, for the dataset's image shape)."""
-  common = dict(min_scale=config.min_scale, max_scale=config.max_scale, initialization=config.initialization,
+  common = dict(min_scale=config.min_scale, max_scale=config.max_scale,
+                initialization=config.initialization,
+                skip_connections=bool(config.skip_connections),
                 likelihood=config_lib.likelihood(config),
                 dtype=jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32)
   if config.architecture == "resnet":

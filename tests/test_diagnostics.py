@@ -74,7 +74,7 @@ def test_generator_spectra_are_those_of_each_layers_mu_and_sigma():
   wrong layer fails): checked against hermite_spectrum called by hand, and E_0 = |E f|^2
   against a Monte-Carlo mean."""
   key = jax.random.PRNGKey(0)
-  out = diagnostics.generator_spectra(MODEL, PARAMS, X, key, num_samples=256, max_examples=2)
+  out = diagnostics.generator_spectra(MODEL, PARAMS, X, key, num_samples=2048, max_examples=2)
   assert [r["layer"] for r in out] == [1, 2]
   path = objectives.encode_path(MODEL, PARAMS, X[:2], jax.random.fold_in(key, 0))
   for i, r in enumerate(out):
@@ -83,7 +83,7 @@ def test_generator_spectra_are_those_of_each_layers_mu_and_sigma():
       fn = lambda h, i=i, j=j: MODEL.apply({"params": PARAMS}, i, h,
                                            method=MODEL.generate_layer)[j]
       want = diagnostics.hermite_spectrum(fn, loc, scale, jax.random.fold_in(key, i + 1),
-                                          num_samples=256)
+                                          num_samples=2048)
       for degree in ("0", "1", "2", ">=3", "total"):
         assert r[f]["energy"][degree] == pytest.approx(want["energy"][degree], rel=1e-5,
                                                        abs=1e-7), (i, f, degree)
@@ -92,7 +92,7 @@ def test_generator_spectra_are_those_of_each_layers_mu_and_sigma():
                                                             (2, 20_000, loc.shape[-1]))
       mean = jnp.mean(jax.vmap(fn)(z), axis=1)                      # [2, d_i]
       assert r[f]["energy"]["0"] == pytest.approx(float(jnp.mean(jnp.sum(mean**2, -1))),
-                                                  rel=0.05)
+                                                  rel=0.1)
   # The layers' functions differ, so would their spectra if swapped.
   assert out[0]["mu"]["energy"]["total"] != pytest.approx(out[1]["mu"]["energy"]["total"],
                                                           rel=0.05)

@@ -54,10 +54,11 @@ def _grads(f):
   return jax.grad(f, argnums=tuple(range(len(ARGS))))(*ARGS)
 
 
-@pytest.mark.parametrize("sequential", [False, True])
-def test_matches_closed_form_at_large_n(sequential):
+def test_matches_closed_form_at_large_n():
+  # The sequential schedule is checked against this one exactly (same noise, n = 6) in
+  # test_gradient_is_that_of_g_of_the_mc_estimate; 200,000 scanned samples add nothing.
   rho = 0.7
-  got = _grads(_substituted(rho, 200_000, sequential))
+  got = _grads(_substituted(rho, 200_000))
   want = _grads(_closed_form(rho))
   for name, g, w in zip(NAMES, got, want):
     np.testing.assert_allclose(g, w, rtol=0.01, atol=2e-3, err_msg=name)

@@ -2,8 +2,20 @@
 
 A subclass defines, in ``setup``, ``self.encoders`` (q(z_{i+1}|.) for i = 0..L-1),
 ``self.generators`` (p(z_{i+1}|z_{i+2}) for i = 0..L-2) and ``self.decoder`` (p(x|z_1)),
-and has the fields/properties ``likelihood``, ``latent_dims`` (flattened sizes) and
-``num_layers``. Latents cross this interface as flat vectors [..., latent_dims[i]].
+and has the fields/properties ``likelihood``, ``latent_dims`` (flattened sizes),
+``num_layers`` and ``skip_connections``. Latents cross this interface as flat vectors
+[..., latent_dims[i]].
+
+Stochastic skip connections (``skip_connections=True``, HVAE+ of the paper's Table 5):
+a deterministic top-down state carries every latent above a layer. With 0-based latents
+z[0..L-1] (z[0] = z_1), state S[j] summarizes z[j..L-1]: S[L-1] = T_{L-1}(z[L-1]),
+S[j] = T_j(S[j+1], z[j]) (``self.top_down[j - 1]``, j = 1..L-1). Generator i, p(z[i] |
+z[i+1], S[i+2]), reads the latent directly above and the state of all latents above that
+(none for the top generator); the decoder p(x | z[0], S[1]) reads z_1 and the state of
+every latent above. Without skips each layer reads only the latent directly above. The
+Hermite VAE smooths only a generator's own stochastic input z[i+1]; the state is held
+fixed inside the smoothed function and gets its gradient through ``smooth``'s closure
+(see ``objectives``).
 """
 from __future__ import annotations
 
@@ -29,14 +41,32 @@ class LayerwiseHierarchy(nn.Module):
       h = scale_pixels(self.likelihood, h)
     return self.encoders[i](h)
 
-  def generate_layer(self, i: int, z_above):
-    """p(z_{i+1} | z_{i+2}) for i < L-1. Returns (loc, scale) of shape [..., latent_dims[i]]."""
-    return self.generators[i](z_above)
+  def generate_layer(self, i: int, z_above, context=None):
+    """p(z_{i+1} | z_{i+2}[, context]) for i < L-1. Returns (loc, scale) of shape
+    [..., latent_dims[i]]. ``context``: the top-down state S[i+2] of the latents above
+    z_{i+2} (skip connections; None for the top generator or without skips)."""
+    return self.generators[i](z_above, context)
 
-  def decode(self, z1):
-    """p(x | z1): Bernoulli logits [..., num_pixels], or for the discretized logistic
-    location and log-scale [..., 2 * num_pixels] (see ``layers.log_likelihood``)."""
-    return self.decoder(z1)
+  def decode(self, z1, context=None):
+    """p(x | z1[, context]): Bernoulli logits [..., num_pixels], or for the discretized
+    logistic location and log-scale [..., 2 * num_pixels] (see ``layers.log_likelihood``).
+    ``context``: the top-down state S[1] of z_2..z_L (skip connections only)."""
+    return self.decoder(z1, context)
+
+  def top_down_state(self, j: int, state, z):
+    """S[j] = T_j(S[j+1], z[j]) (``state`` None for j = L-1): flat [..., state size]."""
+    return self.top_down[j - 1](state, z)
+
+  def top_down_states(self, zs):
+    """The states S[1..L-1] for the latents ``zs`` (bottom to top), as a list indexed like
+    ``zs`` (entry 0 is None); all None without skip connections."""
+    states = [None] * len(zs)
+    if self.skip_connections:
+      state = None
+      for j in reversed(range(1, len(zs))):
+        state = self.top_down_state(j, state, zs[j])
+        states[j] = state
+    return states
 
   def __call__(self, x, key):
     """One ancestral pass through every layer (used to initialise all parameters).
@@ -51,9 +81,28 @@ class LayerwiseHierarchy(nn.Module):
       loc, scale = self.encode_layer(i, h)
       h = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape)
       zs.append(h)
+    contexts = generator_contexts(self.top_down_states(zs))
     for i in range(self.num_layers - 1):
-      self.generate_layer(i, zs[i + 1])
-    return self.decode(zs[0])
+      self.generate_layer(i, zs[i + 1], contexts[i])
+    return self.decode(zs[0], contexts[-1])
+
+
+def generator_contexts(states):
+  """From the states S[0..L-1] of :meth:`LayerwiseHierarchy.top_down_states`: the context
+  of generator i (S[i+2], None where i + 2 >= L), for i = 0..L-2, then the decoder's
+  (S[1]). A list of L entries."""
+  num = len(states)
+  return [states[i + 2] if i + 2 < num else None for i in range(num - 1)] + [
+      states[1] if num > 1 else None]
+
+
+def path_contexts(model, params, path):
+  """:func:`generator_contexts` of a posterior path (``encode_path``'s output)."""
+  if not model.skip_connections:
+    return [None] * len(path)
+  states = model.apply({"params": params}, [z for z, _, _ in path],
+                       method=model.top_down_states)
+  return generator_contexts(states)
 
 
 def flatten(x):

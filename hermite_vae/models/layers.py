@@ -120,6 +120,30 @@ class TanhMLP(nn.Module):
     return h
 
 
+def with_context(h, context):
+  """``h`` with the top-down ``context`` appended on the last axis (broadcast over any
+  extra leading axes of ``h``, e.g. OU or importance samples); ``h`` when None."""
+  if context is None:
+    return h
+  context = jnp.broadcast_to(context, h.shape[:-1] + context.shape[-1:])
+  return jnp.concatenate([h, context.astype(h.dtype)], axis=-1)
+
+
+class TopDownLayer(nn.Module):
+  """The deterministic top-down state of the skip connections: S = tanh(Dense([S_above,
+  z])) over ``width`` units (S_above None for the top latent)."""
+  width: int
+  dtype: Any = jnp.float32
+  initialization: str = DEFAULT_INIT
+
+  @nn.compact
+  def __call__(self, state, z):
+    h = z if state is None else jnp.concatenate([state, z], axis=-1)
+    return jnp.tanh(nn.Dense(self.width, dtype=self.dtype, name="dense",
+                             **initializers(self.initialization, h.shape[-1]))(h)
+                    ).astype(jnp.float32)
+
+
 class GaussianLayer(nn.Module):
   """h -> (loc, scale) of a diagonal Gaussian over ``latent_dim`` units.
 
@@ -135,8 +159,9 @@ class GaussianLayer(nn.Module):
   initialization: str = DEFAULT_INIT
 
   @nn.compact
-  def __call__(self, h):
-    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(h)
+  def __call__(self, h, context=None):
+    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(
+        with_context(h, context))
     head = lambda role: nn.Dense(self.latent_dim, dtype=self.dtype, name=role, **initializers(
         self.initialization, h.shape[-1], role, self.min_scale, self.max_scale,
         self.latent_dim))
@@ -162,8 +187,9 @@ class BernoulliLayer(nn.Module):
   initialization: str = DEFAULT_INIT
 
   @nn.compact
-  def __call__(self, h):
-    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(h)
+  def __call__(self, h, context=None):
+    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(
+        with_context(h, context))
     return nn.Dense(self.num_pixels, dtype=self.dtype, name="logits",
                     **initializers(self.initialization, h.shape[-1]))(h).astype(jnp.float32)
 
@@ -178,8 +204,9 @@ class DiscretizedLogisticLayer(nn.Module):
   initialization: str = DEFAULT_INIT
 
   @nn.compact
-  def __call__(self, h):
-    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(h)
+  def __call__(self, h, context=None):
+    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(
+        with_context(h, context))
     dense = lambda name: nn.Dense(self.num_pixels, dtype=self.dtype, name=name,
                                   **initializers(self.initialization, h.shape[-1]))
     return logistic_params(dense("loc")(h).astype(jnp.float32),

@@ -35,6 +35,9 @@ class MLPHierarchicalVAE(LayerwiseHierarchy):
   likelihood: str = "bernoulli"      # p(x|z_1): bernoulli | discretized_logistic (8-bit)
   dtype: Any = jnp.float32           # compute dtype (bfloat16 on accelerators); params f32
   initialization: str = layers.DEFAULT_INIT    # kernels and biases at the start (layers.INITS)
+  # Stochastic skip connections (HVAE+): a top-down state of hidden_dims[j] tanh units
+  # per latent z_{j+1}, j >= 1, feeds every generator and the decoder (hierarchy.py).
+  skip_connections: bool = False
 
   def setup(self):
     if len(self.latent_dims) != len(self.hidden_dims):
@@ -52,6 +55,9 @@ class MLPHierarchicalVAE(LayerwiseHierarchy):
         GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
                       self.max_scale, self.dtype, init("generator"), name=f"p_z{i + 1}") for i in range(num - 1)]
     check_likelihood(self.likelihood)
+    if self.skip_connections:
+      self.top_down = [layers.TopDownLayer(self.hidden_dims[j], self.dtype, init("decoder"),
+                                           name=f"d_z{j + 1}") for j in range(1, num)]
     self.decoder = LIKELIHOODS[self.likelihood]((self.hidden_dims[0],) * depth,
                                                 self.num_pixels, self.dtype, init("decoder"),
                                                 name="p_x")

@@ -50,6 +50,35 @@ def _to_maps(h, shape):
   return h.reshape(h.shape[:-1] + tuple(shape))
 
 
+def _with_context_maps(h, context, spatial):
+  """Maps ``h`` [..., H, W, C] with the flat top-down ``context`` ([..., H*W*C']) appended
+  as channels (broadcast over extra leading axes of ``h``); ``h`` when None."""
+  if context is None:
+    return h
+  height, width = spatial
+  maps = _to_maps(context, (height, width, context.shape[-1] // (height * width)))
+  maps = jnp.broadcast_to(maps, h.shape[:-1] + maps.shape[-1:])
+  return jnp.concatenate([h, maps.astype(h.dtype)], axis=-1)
+
+
+class ConvTopDown(nn.Module):
+  """Top-down state of the skip connections at latent resolution: S = elu(conv([S_above,
+  z])) with ``channels`` maps, flattened."""
+  spatial: tuple[int, int]
+  latent_channels: int
+  channels: int
+  dtype: Any = jnp.float32
+  initialization: str = layers.DEFAULT_INIT
+
+  @nn.compact
+  def __call__(self, state, z):
+    h = _with_context_maps(_to_maps(z, tuple(self.spatial) + (self.latent_channels,)),
+                           state, self.spatial)
+    h = nn.Conv(self.channels, (3, 3), dtype=self.dtype, name="conv",
+                **initializers(self.initialization, 9 * h.shape[-1]))(h)
+    return _flatten_maps(jax.nn.elu(h).astype(jnp.float32))
+
+
 def _flatten_maps(h):
   return h.reshape(h.shape[:-3] + (-1,))
 
@@ -67,8 +96,8 @@ class ConvGaussianLayer(nn.Module):
   initialization: str = layers.DEFAULT_INIT
 
   @nn.compact
-  def __call__(self, h):
-    h = _to_maps(h, self.in_shape)
+  def __call__(self, h, context=None):
+    h = _with_context_maps(_to_maps(h, self.in_shape), context, self.in_shape[:2])
     h = nn.Conv(self.channels, (3, 3), strides=2 if self.downsample else 1, dtype=self.dtype,
                 name="conv_in", **initializers(self.initialization, 9 * h.shape[-1]))(h)
     for j in range(self.num_blocks):
@@ -97,11 +126,12 @@ class ConvLikelihoodLayer(nn.Module):
   initialization: str = layers.DEFAULT_INIT
 
   @nn.compact
-  def __call__(self, z):
+  def __call__(self, z, context=None):
     def conv(features, name, h):
       return nn.Conv(features, (3, 3), dtype=self.dtype, name=name,
                      **initializers(self.initialization, 9 * h.shape[-1]))(h)
-    h = conv(self.channels, "conv_in", _to_maps(z, self.in_shape))
+    h = conv(self.channels, "conv_in", _with_context_maps(_to_maps(z, self.in_shape), context,
+                                                          self.in_shape[:2]))
     for j in range(self.num_blocks):
       h = ResBlock(self.channels, self.dtype, self.initialization, name=f"block_{j}")(h)
     h = nn.ConvTranspose(self.channels, (3, 3), strides=(2, 2), dtype=self.dtype,
@@ -127,6 +157,9 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
   likelihood: str = "bernoulli"
   dtype: Any = jnp.float32             # compute dtype (bfloat16 on accelerators); params f32
   initialization: str = layers.DEFAULT_INIT      # kernels and biases at the start (layers.INITS)
+  # Stochastic skip connections (HVAE+): a top-down state of `channels` maps at latent
+  # resolution per latent z_{j+1}, j >= 1, feeds every generator and the decoder.
+  skip_connections: bool = False
 
   @property
   def latent_shape(self):
@@ -160,6 +193,10 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
         ConvGaussianLayer(maps[i + 1], self.latent_channels[i], name=f"p_z{i + 1}",
                           initialization=init("generator"), **common)
         for i in range(self.num_layers - 1)]
+    if self.skip_connections:
+      self.top_down = [ConvTopDown(self.latent_shape, self.latent_channels[j], self.channels,
+                                   self.dtype, init("decoder"), name=f"d_z{j + 1}")
+                       for j in range(1, self.num_layers)]
     self.decoder = ConvLikelihoodLayer(maps[0], tuple(self.image_shape), self.channels,
                                        self.num_blocks, self.likelihood, self.dtype,
                                        init("decoder"), name="p_x")

@@ -8,21 +8,31 @@ from __future__ import annotations
 import jax
 
 from hermite_vae.models import layers
-from hermite_vae.models.hierarchy import encode_path
+from hermite_vae.models.hierarchy import encode_path, path_contexts
 
 
 def ancestral_samples(model, params, key, num: int):
   """z_L ~ N(0, I), z_i ~ p(z_i|z_{i+1}) for i = L-1..1, then p(x|z_1)'s mean image."""
   variables = {"params": params}
-  z = jax.random.normal(jax.random.fold_in(key, 0), (num, model.latent_dims[-1]))
-  for i in reversed(range(len(model.latent_dims) - 1)):
-    loc, scale = model.apply(variables, i, z, method=model.generate_layer)
-    z = loc + scale * jax.random.normal(jax.random.fold_in(key, i + 1), loc.shape)
-  return layers.mean_image(model.likelihood, model.apply(variables, z, method=model.decode))
+  num_layers = len(model.latent_dims)
+  zs = {num_layers - 1: jax.random.normal(jax.random.fold_in(key, 0),
+                                          (num, model.latent_dims[-1]))}
+  states = {num_layers: None}    # skip connections: S[j] of the latents z[j..L-1]
+  for i in reversed(range(num_layers - 1)):
+    if model.skip_connections:   # S[i+1] from S[i+2] and the latent just sampled
+      states[i + 1] = model.apply(variables, i + 1, states.get(i + 2), zs[i + 1],
+                                  method=model.top_down_state)
+    loc, scale = model.apply(variables, i, zs[i + 1], states.get(i + 2),
+                             method=model.generate_layer)
+    zs[i] = loc + scale * jax.random.normal(jax.random.fold_in(key, i + 1), loc.shape)
+  context = states.get(1) if model.skip_connections else None
+  return layers.mean_image(model.likelihood,
+                           model.apply(variables, zs[0], context, method=model.decode))
 
 
 def reconstructions(model, params, x, key):
   """p(x|z_1)'s mean image for z_1 ~ q(z_1|x); ``x`` [B, num_pixels] as stored."""
   path = encode_path(model, params, x, key)
-  out = model.apply({"params": params}, path[0][0], method=model.decode)
+  out = model.apply({"params": params}, path[0][0], path_contexts(model, params, path)[-1],
+                    method=model.decode)
   return layers.mean_image(model.likelihood, out)
