@@ -27,6 +27,7 @@ from ml_collections import config_flags
 from hermite_vae import config_lib, data, objectives, train
 from hermite_vae.models import layers
 from lab import sweeps
+from lab.workdir_eval import evaluate_workdir
 
 config_flags.DEFINE_config_file("config", "configs/mnist_mlp.py", "Base training config.")
 flags.DEFINE_string("workdir", None, "Root directory: one sub-workdir per (init, cell, seed).")
@@ -36,6 +37,8 @@ flags.DEFINE_list("cells", ["200x3:vae:3000", "40x4:vae:8000", "40x4:hvae:8000"]
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (one workdir each).")
 flags.DEFINE_integer("initial_kl_examples", 500, "Eval examples for the initial KL.")
 flags.DEFINE_string("table", "init_study", "Name of the output files (<table>.csv/json/md).")
+flags.DEFINE_bool("reevaluate", False, "Evaluate every run's final checkpoint again with "
+                  "today's evaluation instead of reading its final_eval.json.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -89,6 +92,11 @@ def main(argv):
       c = cell_config(base, init, width, depth, method, steps)
       root = os.path.join(FLAGS.workdir, f"{width}x{depth}_{method}_{steps}", init)
       results = sweeps.train_seeds(c, root, seeds)
+      if FLAGS.reevaluate:
+        for r in results:
+          r.update(evaluate_workdir(r["workdir"], num_importance_samples=1,
+                                    max_examples=c.eval_max_examples, batch_size=500,
+                                    au_samples=c.au_samples, mi_paths=c.mi_paths))
       for r in results:
         r["initial_kl_per_layer_nats"] = initial_kl(c, images, r["seed"])
         rows.append({"init": init, "width": width, "depth": depth, "method": method,
