@@ -80,7 +80,8 @@ def _written_out_iw_bound(key, num_samples, chunk):
   split(fold_in(key, c), chunk)), log-mean-exp'd at once."""
   keys = jnp.concatenate([jax.random.split(jax.random.fold_in(key, c), chunk)
                           for c in range(num_samples // chunk)])
-  log_w = jnp.stack([objectives.layer_terms(MODEL, PARAMS, X, k).log_weight for k in keys])
+  log_w = jax.jit(jax.vmap(lambda k: objectives.layer_terms(MODEL, PARAMS, X, k).log_weight))(
+      keys)
   return jax.scipy.special.logsumexp(log_w, axis=0) - math.log(num_samples), log_w
 
 

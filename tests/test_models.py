@@ -166,7 +166,8 @@ def test_resnet_hierarchy_shapes_and_layer_names():
   # The generator p(z1|z2) and the encoder read their inputs (at the default
   # initialization too): changing z2 or x changes (loc, scale).
   z2 = jax.random.normal(jax.random.PRNGKey(4), (5, 2, 392))
-  loc2, scale2 = model.apply(variables, 0, z2, method=model.generate_layer)
+  loc2, scale2 = jax.jit(lambda v, h: model.apply(v, 0, h, method=model.generate_layer))(
+      variables, z2)
   assert float(jnp.max(jnp.abs(loc2 - loc))) > 1e-4
   assert float(jnp.max(jnp.abs(scale2 - scale))) > 1e-4
   assert not np.allclose(loc2[0, 0], loc2[0, 1])        # per-example, not one constant

@@ -38,10 +38,15 @@ BASE = objectives.ObjectiveConfig(method="vae", rho=1.0, rho_anneal_steps=0, num
                        kl_warmup_steps=0, free_bits=0.0)
 
 
+# Compiled (model and objective config static): the eager gradient of a smoothed
+# hierarchy dispatches thousands of small operations.
+_GRAD = jax.jit(jax.grad(objectives.loss_and_metrics, has_aux=True), static_argnums=(1, 5))
+
+
 def _grads(arch="mlp", **kw):
   cfg = dataclasses.replace(BASE, **kw)
   model, params = _model(arch)
-  return jax.grad(objectives.loss_and_metrics, has_aux=True)(params, model, X, KEY, 0, cfg)
+  return _GRAD(params, model, X, KEY, 0, cfg)
 
 
 def _close(a, b, **kw):
@@ -123,6 +128,7 @@ def test_hvae_gradient_matches_an_independent_reference_with_eq4(target):
   assert not _close(g_eq3["p_z1"], g_ref["p_z1"], rtol=1e-3, atol=1e-5)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _reference_generator_grads(i, rho, n, target):
   """-d/d(params of p_z{i+1}) of the batch mean of the substituted log p(z_i|z_{i+1}),
   written out: the posterior path of ``KEY``, the OU points of eq. 4 drawn with the key
@@ -184,9 +190,10 @@ def test_iwae_loss_is_the_logmeanexp_of_the_sample_log_weights():
   above the average ELBO of the same paths."""
   k = 7
   cfg = dataclasses.replace(BASE, method="iwae", num_iw_samples=k)
-  loss, metrics = objectives.loss_and_metrics(PARAMS, MODEL, X, KEY, 0, cfg)
-  log_w = jnp.stack([objectives.layer_terms(MODEL, PARAMS, X, kk).log_weight
-                     for kk in jax.random.split(KEY, k)])                   # [K, B]
+  loss, metrics = jax.jit(lambda p: objectives.loss_and_metrics(p, MODEL, X, KEY, 0, cfg))(
+      PARAMS)
+  log_w = jax.jit(jax.vmap(lambda kk: objectives.layer_terms(MODEL, PARAMS, X, kk).log_weight))(
+      jax.random.split(KEY, k))                                           # [K, B]
   want = jax.scipy.special.logsumexp(log_w, axis=0) - math.log(k)
   np.testing.assert_allclose(loss, -jnp.mean(want), rtol=1e-6)
   np.testing.assert_allclose(metrics[f"iw_bound_k{k}"], jnp.mean(want), rtol=1e-6)
