@@ -9,10 +9,20 @@ generators and decoder.
     python experiments/main.py --config=configs/cifar10_resnet_skip.py --workdir=/tmp/c10+ \
       --config.data_dir=/path/to/cifar-10-batches-py --config.method=hvae
 """
-from configs import cifar10_resnet
+import importlib.util
+import os
+
+
+def _sibling(name):
+  """configs/<name>.py, loaded by path (config files are loaded by path, not as a package)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"hermite_vae_configs_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def get_config():
-  c = cifar10_resnet.get_config()
+  c = _sibling("cifar10_resnet").get_config()
   c.skip_connections = True
   return c

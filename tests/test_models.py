@@ -262,3 +262,22 @@ def test_a_model_built_by_hand_is_the_one_built_from_the_default_config(architec
   assert float(scale.max()) <= config.max_scale + config.min_scale
   np.testing.assert_array_equal(
       scale, from_config.apply(big, 0, x, method=from_config.encode_layer)[1])
+
+
+def test_every_config_file_loads_by_path_from_outside_the_repository(tmp_path):
+  """config_flags and lab.presets load configs/*.py by path: a preset that imports the
+  ``configs`` package (not on sys.path outside the repository) would fail there."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+            "from lab.presets import load_config, CONFIG_DIR\n"
+            "import os\n"
+            "names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)\n"
+            "               if f.endswith('.py') and f != '__init__.py')\n"
+            "print(len([load_config(n) for n in names]), 'loaded')\n")
+  proc = subprocess.run([sys.executable, "-c", script, os.path.join(root, "experiments")],
+                        cwd=str(tmp_path), capture_output=True, text=True, timeout=120,
+                        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"{len([f for f in os.listdir(os.path.join(root, 'configs')) if f.endswith('.py')]) - 1} loaded" in proc.stdout
