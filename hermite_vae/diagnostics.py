@@ -141,6 +141,7 @@ def _smoothed_variance(fn, loc, scale, key, num_samples, rho):
 def hermite_spectrum(fn, loc, scale, key, *, num_samples=4096, rhos=(0.9,)) -> dict:
   """Hermite energy of ``fn`` (points [N, d] -> values [N, m]) by degree, under
   N(loc_b, scale_b^2) for each example b of ``loc``/``scale`` [B, d], averaged over b.
+  ``fn`` may be a list of B functions, one per example.
 
   Returns ``energy`` {0, 1, 2, '>=3', 'total'} (sum over the m outputs; E_0 = |E f|^2,
   Var f = E_1 + E_2 + E_>=3), ``fraction`` of Var f by degree, and per rho:
@@ -149,7 +150,8 @@ def hermite_spectrum(fn, loc, scale, key, *, num_samples=4096, rhos=(0.9,)) -> d
   """
   loc, scale = jnp.asarray(loc), jnp.asarray(scale)
   keys = jax.random.split(key, loc.shape[0])
-  energies = np.mean([np.asarray(_spectrum_one(fn, loc[b], scale[b], keys[b], num_samples),
+  fns = list(fn) if isinstance(fn, (list, tuple)) else [fn] * loc.shape[0]
+  energies = np.mean([np.asarray(_spectrum_one(fns[b], loc[b], scale[b], keys[b], num_samples),
                                  np.float64) for b in range(loc.shape[0])], axis=0)
   e0, e1, e2, e3, total = (float(v) for v in energies)
   var = e1 + e2 + e3
@@ -159,7 +161,7 @@ def hermite_spectrum(fn, loc, scale, key, *, num_samples=4096, rhos=(0.9,)) -> d
                       for k, v in (("1", e1), ("2", e2), (">=3", e3))},
          "smoothing": {}}
   for rho in rhos:
-    pairs = np.asarray([_smoothed_variance(fn, loc[b], scale[b], keys[b], num_samples,
+    pairs = np.asarray([_smoothed_variance(fns[b], loc[b], scale[b], keys[b], num_samples,
                                            float(rho)) for b in range(loc.shape[0])],
                        np.float64).mean(0)
     var_u, var_f = float(pairs[0]), float(pairs[1])
@@ -177,23 +179,22 @@ def generator_spectra(model, params, x, key, *, num_samples=2048, rhos=(0.9,),
   p(z_i|z_{i+1}), under the posterior Gaussian q(z_{i+1}|.) of one sampled path of the
   first ``max_examples`` examples of ``x``. One dict per layer, bottom to top."""
   path = objectives.encode_path(model, params, x[:max_examples], jax.random.fold_in(key, 0))
+  # Skip connections: example b's function z_{i+1} -> (mu_i, sigma_i) holds its own
+  # top-down state fixed, as the smoothing does.
   contexts = objectives.path_contexts(model, params, path)
-  if model.skip_connections:
-    raise NotImplementedError("generator_spectra of a hierarchy with skip connections "
-                              "(the spectrum of z_{i+1} -> (mu_i, sigma_i) per example with "
-                              "its top-down state) is not implemented")
   variables = {"params": params}
   out = []
   for i in range(len(path) - 1):
     _, loc, scale = path[i + 1]
-    apply = lambda h, i=i: model.apply(variables, i, h, contexts[i],
-                                       method=model.generate_layer)
+    ctx = [None] * loc.shape[0] if contexts[i] is None else list(contexts[i])
+    fn = lambda j: [lambda h, c=c: model.apply(variables, i, h, c,
+                                               method=model.generate_layer)[j] for c in ctx]
     k = jax.random.fold_in(key, i + 1)
     out.append({"layer": i + 1,
-                "mu": hermite_spectrum(lambda h: apply(h)[0], loc, scale, k,
-                                       num_samples=num_samples, rhos=rhos),
-                "sigma": hermite_spectrum(lambda h: apply(h)[1], loc, scale, k,
-                                          num_samples=num_samples, rhos=rhos)})
+                "mu": hermite_spectrum(fn(0), loc, scale, k, num_samples=num_samples,
+                                       rhos=rhos),
+                "sigma": hermite_spectrum(fn(1), loc, scale, k, num_samples=num_samples,
+                                          rhos=rhos)})
   return out
 
 

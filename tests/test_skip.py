@@ -137,3 +137,21 @@ def test_exact_resume_with_skips(tmp_path):
   assert "d_z2" in a.params
   for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_array_equal(u, v)
+
+
+def test_generator_spectra_with_skips_hold_each_examples_state():
+  from hermite_vae import diagnostics  # pylint: disable=g-import-not-at-top
+  model = _model("mlp", True)
+  params = _init(model)
+  out = diagnostics.generator_spectra(model, params, X, KEY, num_samples=256, max_examples=2)
+  assert [r["layer"] for r in out] == [1, 2]
+  # Layer 1 by hand: example b's p(z1 | ., S[2]_b) under q(z2|z1)_b, averaged over b.
+  path = objectives.encode_path(model, params, X[:2], jax.random.fold_in(KEY, 0))
+  ctx = objectives.path_contexts(model, params, path)[0]
+  _, loc, scale = path[1]
+  keys = jax.random.split(jax.random.fold_in(KEY, 1), 2)
+  per_example = [float(diagnostics._spectrum_one(  # pylint: disable=protected-access
+      lambda h, b=b: model.apply({"params": params}, 0, h, ctx[b],
+                                 method=model.generate_layer)[0],
+      loc[b], scale[b], keys[b], 256)[4]) for b in range(2)]
+  assert out[0]["mu"]["energy"]["total"] == pytest.approx(np.mean(per_example), rel=1e-4)
