@@ -54,8 +54,8 @@ def markdown_table(groups) -> str:
   head = ("| method | seeds | V. ELBO (L{k}) | ELBO | reconstruction | KL | top KL | "
           "KL per layer (top→bottom, mean) | active units x-based (top→bottom) per seed | "
           "active units conditional (top→bottom) per seed | I(x; z_i) (top→bottom, mean) | "
-          "seeds with x-info above z1 |")
-  lines = [head.format(k=FLAGS.num_importance_samples), "|" + "---|" * 12]
+          "seeds with x-info above z1 | seeds with x-info in z_L |")
+  lines = [head.format(k=FLAGS.num_importance_samples), "|" + "---|" * 13]
   for name, results in groups:
     k = bound_key(results[0])
     col = lambda key: sweeps.fmt_mean_sd([r[key] for r in results], 2)
@@ -63,13 +63,14 @@ def markdown_table(groups) -> str:
         f"{v:.2f}" for v in np.mean([r[key] for r in results], axis=0)[::-1])
     units = lambda key: "; ".join(",".join(str(v) for v in r[key][::-1]) for r in results)
     hits, n = sweeps.seeds_informative_above_z1(results)
+    top, _ = sweeps.seeds_informative_top(results)
     mi = mean_layers("mutual_information_nats") if all(
         "mutual_information_nats" in r for r in results) else ""
     lines.append(
         f"| {name} | {n} | {col(k)} | {col('elbo_nats')} | {col('reconstruction_nats')} | "
         f"{col('kl_nats')} | {sweeps.fmt_mean_sd([r['kl_per_layer_nats'][-1] for r in results], 2)} | "
         f"{mean_layers('kl_per_layer_nats')} | {units('active_units_x')} | "
-        f"{units('active_units_conditional')} | {mi} | {hits}/{n} |")
+        f"{units('active_units_conditional')} | {mi} | {hits}/{n} | {top}/{n} |")
   return "\n".join(lines)
 
 

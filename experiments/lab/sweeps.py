@@ -159,6 +159,11 @@ def seeds_informative_above_z1(results: Sequence[dict]) -> tuple[int, int]:
   return hits, len(results)
 
 
+def seeds_informative_top(results: Sequence[dict]) -> tuple[int, int]:
+  """(number of seeds in which the top layer z_L is informative about x, seeds)."""
+  return sum(informative_layers(r)[-1] for r in results), len(results)
+
+
 def per_layer(results: Sequence[dict], key: str, digits: int = 1) -> str:
   """One 'mean ± sd' per layer (bottom to top) of a per-layer metric over seeds."""
   cols = np.asarray([r[key] for r in results], dtype=float)
