@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hermite_vae import objectives
+from hermite_vae.models import hierarchy
 
 
 # -------------------------------------------------------------- gradient variance
@@ -187,8 +188,8 @@ def generator_spectra(model, params, x, key, *, num_samples=2048, rhos=(0.9,),
   for i in range(len(path) - 1):
     _, loc, scale = path[i + 1]
     ctx = [None] * loc.shape[0] if contexts[i] is None else list(contexts[i])
-    fn = lambda j: [lambda h, c=c: model.apply(variables, i, h, c,
-                                               method=model.generate_layer)[j] for c in ctx]
+    fn = lambda j: [lambda h, c=c: hierarchy.generate(model, variables, i, h, c)[j]
+                    for c in ctx]
     k = jax.random.fold_in(key, i + 1)
     out.append({"layer": i + 1,
                 "mu": hermite_spectrum(fn(0), loc, scale, k, num_samples=num_samples,
@@ -218,8 +219,7 @@ def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_dr
     out["grad_var_trace"].append(meter["trace"])
     _, loc, scale = path[i + 1]
     ctx = None if contexts[i] is None else contexts[i][0]      # example 0, as loc[0]
-    mu = lambda h, i=i, ctx=ctx: model.apply(variables, i, h, ctx,
-                                             method=model.generate_layer)[0]
+    mu = lambda h, i=i, ctx=ctx: hierarchy.generate(model, variables, i, h, ctx)[0]
     var_u, var_f = _smoothed_variance(mu, loc[0], scale[0], jax.random.fold_in(key, 100 + i),
                                       num_samples, float(rho))
     out["var_ratio_mu"].append(float(var_u) / float(var_f) if float(var_f) > 0 else 1.0)

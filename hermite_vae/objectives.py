@@ -53,6 +53,7 @@ from hermite_vae import ou
 from hermite_vae.models import layers
 # One posterior path and the flattening of images live with the models, so that no model
 # module imports the objectives; re-exported here.
+from hermite_vae.models import hierarchy
 from hermite_vae.models.hierarchy import encode_path, flatten, path_contexts  # noqa: F401
 
 METHODS = ("vae", "iwae", "hvae")
@@ -121,7 +122,7 @@ def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) ->
   # Skip connections: each generator's top-down state of the latents above its input,
   # and the decoder's (all None without skips).
   contexts = path_contexts(model, params, path)
-  out = model.apply(variables, path[0][0], contexts[-1], method=model.decode)
+  out = hierarchy.decode(model, variables, path[0][0], contexts[-1])
   log_px = layers.log_likelihood(model.likelihood, flatten(x), out)
   chain = smoothing is not None and smoothing.chain
   kls, after = [], (() if chain else None)   # (): the first call of smooth's chain
@@ -148,7 +149,7 @@ def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
   posterior's loc/scale); the skip connections' ``context`` (the state of the latents
   above z_{i+1}) is held fixed inside the smoothed function, whose closure passes its
   gradient on (``smooth`` hoists closed-over arrays)."""
-  apply = lambda h: model.apply(variables, i, h, context, method=model.generate_layer)
+  apply = lambda h: hierarchy.generate(model, variables, i, h, context)
   if smoothing is None:
     loc, scale = apply(z_above)
     return layers.gaussian_log_prob(z, loc, scale)

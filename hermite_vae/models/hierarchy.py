@@ -87,6 +87,23 @@ class LayerwiseHierarchy(nn.Module):
     return self.decode(zs[0], contexts[-1])
 
 
+def has_skips(model) -> bool:
+  return bool(getattr(model, "skip_connections", False))
+
+
+def decode(model, variables, z1, context=None):
+  """``model.decode`` through ``apply``, passing ``context`` only when there is one (so a
+  layer-wise model of one's own may define ``decode(z1)`` without it)."""
+  extra = () if context is None else (context,)
+  return model.apply(variables, z1, *extra, method=model.decode)
+
+
+def generate(model, variables, i, z_above, context=None):
+  """``model.generate_layer`` through ``apply``, ``context`` passed only when given."""
+  extra = () if context is None else (context,)
+  return model.apply(variables, i, z_above, *extra, method=model.generate_layer)
+
+
 def generator_contexts(states):
   """From the states S[0..L-1] of :meth:`LayerwiseHierarchy.top_down_states`: the context
   of generator i (S[i+2], None where i + 2 >= L), for i = 0..L-2, then the decoder's
@@ -97,8 +114,9 @@ def generator_contexts(states):
 
 
 def path_contexts(model, params, path):
-  """:func:`generator_contexts` of a posterior path (``encode_path``'s output)."""
-  if not model.skip_connections:
+  """:func:`generator_contexts` of a posterior path (``encode_path``'s output); all None
+  for a model without skip connections (or without the field: any layer-wise model)."""
+  if not has_skips(model):
     return [None] * len(path)
   states = model.apply({"params": params}, [z for z, _, _ in path],
                        method=model.top_down_states)

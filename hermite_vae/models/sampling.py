@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax
 
 from hermite_vae.models import layers
-from hermite_vae.models.hierarchy import encode_path, path_contexts
+from hermite_vae.models.hierarchy import decode, encode_path, generate, has_skips, path_contexts
 
 
 def ancestral_samples(model, params, key, num: int):
@@ -19,20 +19,18 @@ def ancestral_samples(model, params, key, num: int):
                                           (num, model.latent_dims[-1]))}
   states = {num_layers: None}    # skip connections: S[j] of the latents z[j..L-1]
   for i in reversed(range(num_layers - 1)):
-    if model.skip_connections:   # S[i+1] from S[i+2] and the latent just sampled
+    if has_skips(model):         # S[i+1] from S[i+2] and the latent just sampled
       states[i + 1] = model.apply(variables, i + 1, states.get(i + 2), zs[i + 1],
                                   method=model.top_down_state)
-    loc, scale = model.apply(variables, i, zs[i + 1], states.get(i + 2),
-                             method=model.generate_layer)
+    loc, scale = generate(model, variables, i, zs[i + 1], states.get(i + 2))
     zs[i] = loc + scale * jax.random.normal(jax.random.fold_in(key, i + 1), loc.shape)
-  context = states.get(1) if model.skip_connections else None
+  context = states.get(1) if has_skips(model) else None
   return layers.mean_image(model.likelihood,
-                           model.apply(variables, zs[0], context, method=model.decode))
+                           decode(model, variables, zs[0], context))
 
 
 def reconstructions(model, params, x, key):
   """p(x|z_1)'s mean image for z_1 ~ q(z_1|x); ``x`` [B, num_pixels] as stored."""
   path = encode_path(model, params, x, key)
-  out = model.apply({"params": params}, path[0][0], path_contexts(model, params, path)[-1],
-                    method=model.decode)
+  out = decode(model, {"params": params}, path[0][0], path_contexts(model, params, path)[-1])
   return layers.mean_image(model.likelihood, out)
