@@ -18,3 +18,11 @@ def get_config():
   c.au_samples = 4
   c.progress_bar = False
   return c
+
+
+def with_overrides(**overrides):
+  """``get_config()`` with some keys changed (what the tests start from)."""
+  c = get_config()
+  for key, value in overrides.items():
+    c[key] = value
+  return c

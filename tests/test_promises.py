@@ -22,11 +22,7 @@ from hermite_vae.models.mlp import MLPHierarchicalVAE
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _config(**overrides):
-  c = smoke.get_config()
-  for k, v in overrides.items():
-    c[k] = v
-  return c
+_config = smoke.with_overrides
 
 
 _LAYOUT_SCRIPT = r"""

@@ -16,11 +16,7 @@ from hermite_vae import workdir as workdir_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _config(**overrides):
-  c = smoke.get_config()
-  for k, v in overrides.items():
-    c[k] = v
-  return c
+_config = smoke.with_overrides
 
 
 @pytest.mark.parametrize("method,extra", [
