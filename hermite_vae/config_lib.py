@@ -83,6 +83,10 @@ def default_config() -> ml_collections.ConfigDict:
   # layer into each generator p(z_i|.) and the decoder (models/hierarchy.py). The
   # Hermite VAE smooths only z_{i+1}, the state held fixed (README, "Skip connections").
   c.skip_connections = False
+  # How the skips' context enters each layer that reads it (layers.SKIP_INITS): zero (its
+  # kernel rows start at zero, so the hierarchy starts as the one without skips) or joint
+  # (initialized with the other rows: the ablation; a 4 x 40 MLP then collapses at once).
+  c.skip_init = layers.DEFAULT_SKIP_INIT
 
   # p(x|z_1): auto = bernoulli for binary images, discretized_logistic for 8-bit ones
   # (CIFAR-10); naming the other one for a dataset is an error.
@@ -233,6 +237,8 @@ def validate(config) -> None:
   distributed.validate(c)
   if c.initialization not in layers.INITS:
     _fail("initialization", c.initialization, f"expected one of {layers.INITS}")
+  if c.get("skip_init", layers.DEFAULT_SKIP_INIT) not in layers.SKIP_INITS:
+    _fail("skip_init", c.skip_init, f"expected one of {layers.SKIP_INITS}")
   if c.compute_dtype not in ("float32", "bfloat16"):
     _fail("compute_dtype", c.compute_dtype, "expected 'float32' or 'bfloat16'")
   if c.data_source not in sources.SOURCES:

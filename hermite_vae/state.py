@@ -15,6 +15,7 @@ import optax
 from jax.sharding import Mesh
 
 from hermite_vae import config_lib, data
+from hermite_vae.models import layers
 from hermite_vae.models.mlp import MLPHierarchicalVAE
 from hermite_vae.models.resnet import ResNetHierarchicalVAE
 
@@ -34,6 +35,7 @@ def create_model(config, num_pixels: int):
   common = dict(min_scale=config.min_scale, max_scale=config.max_scale,
                 initialization=config.initialization,
                 skip_connections=bool(config.skip_connections),
+                skip_init=config.get("skip_init", layers.DEFAULT_SKIP_INIT),
                 likelihood=config_lib.likelihood(config),
                 dtype=jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32)
   if config.architecture == "resnet":

@@ -21,12 +21,15 @@ BASE = objectives.ObjectiveConfig(method="hvae", rho=0.5, rho_anneal_steps=0, nu
                                   kl_warmup_start=0, kl_warmup_steps=0, free_bits=0.0)
 
 
-def _model(arch, skip):
+def _model(arch, skip, skip_init="joint"):
+  """Wiring tests use skip_init="joint", so the context acts from the first step (under the
+  default "zero" it starts without effect: see test_zero_skip_init_starts_as_the_model_without_skips)."""
   if arch == "mlp":
     return MLPHierarchicalVAE((5, 4, 3), (12, 10, 8), num_pixels=16, skip_connections=skip,
-                              initialization="lecun_normal")
+                              initialization="lecun_normal", skip_init=skip_init)
   return ResNetHierarchicalVAE((4, 4, 1), (2, 2, 1), channels=4, num_blocks=1,
-                               skip_connections=skip, initialization="lecun_normal")
+                               skip_connections=skip, initialization="lecun_normal",
+                               skip_init=skip_init)
 
 
 def _init(model):
@@ -55,6 +58,32 @@ def test_generators_read_latents_two_layers_up_only_with_skips(arch):
     else:
       assert changed == 0.0 and changed_x == 0.0
   assert set(params) == {"q_z1", "q_z2", "q_z3", "p_z1", "p_z2", "p_x"}        # no skips
+
+
+@pytest.mark.parametrize("arch", ["mlp", "resnet"])
+def test_zero_skip_init_starts_as_the_model_without_skips(arch):
+  """Under skip_init="zero" the layers reading a context start with its kernel rows at zero
+  and the other rows as without skips: the loss at initialization equals the skip-free
+  model's to float precision, the context rows get a nonzero gradient (the skips learn),
+  and under "joint" the loss differs."""
+  cfg = dataclasses.replace(BASE, method="vae")
+  loss = lambda model: objectives.loss_and_metrics(_init(model), model, X, KEY, 0, cfg)[0]
+  plain = float(loss(_model(arch, False)))
+  np.testing.assert_allclose(float(loss(_model(arch, True, "zero"))), plain, rtol=1e-6)
+  assert abs(float(loss(_model(arch, True, "joint"))) - plain) > 1e-3
+  model = _model(arch, True, "zero")
+  params = _init(model)
+  first = "mlp" if arch == "mlp" else "conv_in"
+  kernel = lambda tree: (tree[first]["dense_0"]["kernel"] if arch == "mlp"
+                         else tree[first]["kernel"])
+  own = 5 if arch == "mlp" else 2                      # z1's units / channels read by p_x
+  grads = jax.grad(lambda p: objectives.loss_and_metrics(p, model, X, KEY, 0, cfg)[0])(params)
+  assert float(jnp.max(jnp.abs(kernel(params["p_x"])[..., own:, :]))) == 0.0
+  assert float(jnp.max(jnp.abs(kernel(grads["p_x"])[..., own:, :]))) > 0.0
+  np.testing.assert_array_equal(kernel(params["p_x"])[..., :own, :],
+                                kernel(_init(_model(arch, False))["p_x"]))
+  with pytest.raises(ValueError, match="skip_init"):
+    _init(_model(arch, True, "ones"))
 
 
 def test_skipped_generator_gradient_matches_a_written_out_reference():

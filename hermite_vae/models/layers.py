@@ -48,6 +48,19 @@ MAX_SCALE = 3.0
 INITS = ("small_heads", "zero_prior", "zero_heads", "lecun_normal", "torch")
 DEFAULT_INIT = "small_heads"
 
+# How the skip connections' context enters the first layer that reads it
+# (``config.skip_init``; only with ``skip_connections``):
+#   zero   the kernel's rows (input channels) that read the context start at zero and the
+#          rows that read the layer's own input start as without skips (fan-in of that
+#          input alone): at initialization the hierarchy computes exactly what the one
+#          without skips computes, and the skips grow from there (as VDVAE starts each
+#          residual branch of its top-down path at zero). The default.
+#   joint  the context's rows are initialized with the others, over the joint fan-in (the
+#          ablation: measured, a 4 x 40 MLP hierarchy then collapses from the first
+#          thousand steps, docs/results.md "Skip connections").
+SKIP_INITS = ("zero", "joint")
+DEFAULT_SKIP_INIT = "zero"
+
 
 def layer_initialization(init: str, kind: str) -> str:
   """The initialization a hierarchy's layer of ``kind`` (``encoder``, ``generator``,
@@ -106,17 +119,47 @@ def initializers(init: str, fan_in: int, role: str = "trunk", min_scale: float =
   return dict(kernel_init=nn.initializers.lecun_normal(), bias_init=nn.initializers.zeros)
 
 
+def check_skip_init(skip_init: str) -> None:
+  if skip_init not in SKIP_INITS:
+    raise ValueError(f"skip_init={skip_init!r}: expected one of {SKIP_INITS}")
+
+
+def context_initializers(init: str, own: int, extra: int, skip_init: str = DEFAULT_SKIP_INIT,
+                         window: int = 1) -> dict:
+  """``kernel_init``/``bias_init`` of a first Dense/Conv reading ``own`` input channels
+  followed by ``extra`` context channels (skip connections; ``window``: the kernel's
+  spatial size, 1 for a Dense). See :data:`SKIP_INITS`."""
+  check_skip_init(skip_init)
+  if not extra or skip_init == "joint":
+    return initializers(init, window * (own + extra))
+  inits = initializers(init, window * own)
+  own_kernel = inits["kernel_init"]
+
+  def kernel_init(key, shape, dtype=jnp.float32):
+    if shape[-2] != own + extra:
+      raise ValueError(f"kernel of {shape[-2]} input channels, expected {own} + {extra}")
+    head = own_kernel(key, shape[:-2] + (own, shape[-1]), dtype)
+    return jnp.concatenate([head, jnp.zeros(shape[:-2] + (extra, shape[-1]), dtype)], -2)
+  return dict(inits, kernel_init=kernel_init)
+
+
 class TanhMLP(nn.Module):
-  """Deterministic tanh layers (the paper uses two per stochastic layer)."""
+  """Deterministic tanh layers (the paper uses two per stochastic layer). With a
+  ``context`` (skip connections) the first layer reads [h, context]."""
   widths: Sequence[int]
   dtype: Any = jnp.float32     # compute dtype of the matmuls (parameters stay float32)
   initialization: str = DEFAULT_INIT
+  skip_init: str = DEFAULT_SKIP_INIT
 
   @nn.compact
-  def __call__(self, h):
+  def __call__(self, h, context=None):
+    own = h.shape[-1]
+    h = with_context(h, context)
     for j, width in enumerate(self.widths):
-      h = jnp.tanh(nn.Dense(width, dtype=self.dtype, name=f"dense_{j}",
-                            **initializers(self.initialization, h.shape[-1]))(h))
+      inits = (context_initializers(self.initialization, own, h.shape[-1] - own,
+                                    self.skip_init) if j == 0
+               else initializers(self.initialization, h.shape[-1]))
+      h = jnp.tanh(nn.Dense(width, dtype=self.dtype, name=f"dense_{j}", **inits)(h))
     return h
 
 
@@ -157,11 +200,12 @@ class GaussianLayer(nn.Module):
   max_scale: float = MAX_SCALE
   dtype: Any = jnp.float32
   initialization: str = DEFAULT_INIT
+  skip_init: str = DEFAULT_SKIP_INIT
 
   @nn.compact
   def __call__(self, h, context=None):
-    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(
-        with_context(h, context))
+    h = TanhMLP(self.widths, self.dtype, self.initialization, self.skip_init, name="mlp")(
+        h, context)
     head = lambda role: nn.Dense(self.latent_dim, dtype=self.dtype, name=role, **initializers(
         self.initialization, h.shape[-1], role, self.min_scale, self.max_scale,
         self.latent_dim))
@@ -185,11 +229,12 @@ class BernoulliLayer(nn.Module):
   num_pixels: int
   dtype: Any = jnp.float32
   initialization: str = DEFAULT_INIT
+  skip_init: str = DEFAULT_SKIP_INIT
 
   @nn.compact
   def __call__(self, h, context=None):
-    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(
-        with_context(h, context))
+    h = TanhMLP(self.widths, self.dtype, self.initialization, self.skip_init, name="mlp")(
+        h, context)
     return nn.Dense(self.num_pixels, dtype=self.dtype, name="logits",
                     **initializers(self.initialization, h.shape[-1]))(h).astype(jnp.float32)
 
@@ -202,11 +247,12 @@ class DiscretizedLogisticLayer(nn.Module):
   num_pixels: int
   dtype: Any = jnp.float32
   initialization: str = DEFAULT_INIT
+  skip_init: str = DEFAULT_SKIP_INIT
 
   @nn.compact
   def __call__(self, h, context=None):
-    h = TanhMLP(self.widths, self.dtype, self.initialization, name="mlp")(
-        with_context(h, context))
+    h = TanhMLP(self.widths, self.dtype, self.initialization, self.skip_init, name="mlp")(
+        h, context)
     dense = lambda name: nn.Dense(self.num_pixels, dtype=self.dtype, name=name,
                                   **initializers(self.initialization, h.shape[-1]))
     return logistic_params(dense("loc")(h).astype(jnp.float32),

@@ -38,6 +38,7 @@ class MLPHierarchicalVAE(LayerwiseHierarchy):
   # Stochastic skip connections (HVAE+): a top-down state of hidden_dims[j] tanh units
   # per latent z_{j+1}, j >= 1, feeds every generator and the decoder (hierarchy.py).
   skip_connections: bool = False
+  skip_init: str = layers.DEFAULT_SKIP_INIT    # how the skips' context starts (layers.SKIP_INITS)
 
   def setup(self):
     if len(self.latent_dims) != len(self.hidden_dims):
@@ -53,14 +54,16 @@ class MLPHierarchicalVAE(LayerwiseHierarchy):
     # generators[i] is p(z_{i+1} | z_{i+2}) (paper p(z_i|z_{i+1}) with i 1-based).
     self.generators = [
         GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
-                      self.max_scale, self.dtype, init("generator"), name=f"p_z{i + 1}") for i in range(num - 1)]
+                      self.max_scale, self.dtype, init("generator"), self.skip_init,
+                      name=f"p_z{i + 1}") for i in range(num - 1)]
     check_likelihood(self.likelihood)
+    layers.check_skip_init(self.skip_init)
     if self.skip_connections:
       self.top_down = [layers.TopDownLayer(self.hidden_dims[j], self.dtype, init("decoder"),
                                            name=f"d_z{j + 1}") for j in range(1, num)]
     self.decoder = LIKELIHOODS[self.likelihood]((self.hidden_dims[0],) * depth,
                                                 self.num_pixels, self.dtype, init("decoder"),
-                                                name="p_x")
+                                                self.skip_init, name="p_x")
 
   @property
   def num_layers(self) -> int:

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 
 from hermite_vae.models import layers
 from hermite_vae.models.hierarchy import LayerwiseHierarchy, check_likelihood
-from hermite_vae.models.layers import bounded_scale, initializers, logistic_params
+from hermite_vae.models.layers import (bounded_scale, context_initializers, initializers,
+                                       logistic_params)
 
 
 class ResBlock(nn.Module):
@@ -94,12 +95,15 @@ class ConvGaussianLayer(nn.Module):
   max_scale: float = layers.MAX_SCALE
   dtype: Any = jnp.float32
   initialization: str = layers.DEFAULT_INIT
+  skip_init: str = layers.DEFAULT_SKIP_INIT
 
   @nn.compact
   def __call__(self, h, context=None):
+    own = self.in_shape[-1]
     h = _with_context_maps(_to_maps(h, self.in_shape), context, self.in_shape[:2])
     h = nn.Conv(self.channels, (3, 3), strides=2 if self.downsample else 1, dtype=self.dtype,
-                name="conv_in", **initializers(self.initialization, 9 * h.shape[-1]))(h)
+                name="conv_in", **context_initializers(self.initialization, own,
+                                                       h.shape[-1] - own, self.skip_init, 9))(h)
     for j in range(self.num_blocks):
       h = ResBlock(self.channels, self.dtype, self.initialization, name=f"block_{j}")(h)
     h = jax.nn.elu(h)
@@ -124,14 +128,18 @@ class ConvLikelihoodLayer(nn.Module):
   likelihood: str = "bernoulli"
   dtype: Any = jnp.float32
   initialization: str = layers.DEFAULT_INIT
+  skip_init: str = layers.DEFAULT_SKIP_INIT
 
   @nn.compact
   def __call__(self, z, context=None):
     def conv(features, name, h):
       return nn.Conv(features, (3, 3), dtype=self.dtype, name=name,
                      **initializers(self.initialization, 9 * h.shape[-1]))(h)
-    h = conv(self.channels, "conv_in", _with_context_maps(_to_maps(z, self.in_shape), context,
-                                                          self.in_shape[:2]))
+    own = self.in_shape[-1]
+    h = _with_context_maps(_to_maps(z, self.in_shape), context, self.in_shape[:2])
+    h = nn.Conv(self.channels, (3, 3), dtype=self.dtype, name="conv_in",
+                **context_initializers(self.initialization, own, h.shape[-1] - own,
+                                       self.skip_init, 9))(h)
     for j in range(self.num_blocks):
       h = ResBlock(self.channels, self.dtype, self.initialization, name=f"block_{j}")(h)
     h = nn.ConvTranspose(self.channels, (3, 3), strides=(2, 2), dtype=self.dtype,
@@ -160,6 +168,7 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
   # Stochastic skip connections (HVAE+): a top-down state of `channels` maps at latent
   # resolution per latent z_{j+1}, j >= 1, feeds every generator and the decoder.
   skip_connections: bool = False
+  skip_init: str = layers.DEFAULT_SKIP_INIT      # how the skips' context starts (layers.SKIP_INITS)
 
   @property
   def latent_shape(self):
@@ -185,13 +194,15 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
     maps = [self.latent_shape + (c,) for c in self.latent_channels]
     common = dict(channels=self.channels, num_blocks=self.num_blocks,
                   min_scale=self.min_scale, max_scale=self.max_scale, dtype=self.dtype)
+    layers.check_skip_init(self.skip_init)
     self.encoders = [
         ConvGaussianLayer(tuple(self.image_shape) if i == 0 else maps[i - 1],
                           self.latent_channels[i], downsample=i == 0, name=f"q_z{i + 1}",
                           initialization=init("encoder"), **common) for i in range(self.num_layers)]
     self.generators = [
         ConvGaussianLayer(maps[i + 1], self.latent_channels[i], name=f"p_z{i + 1}",
-                          initialization=init("generator"), **common)
+                          initialization=init("generator"), skip_init=self.skip_init,
+                          **common)
         for i in range(self.num_layers - 1)]
     if self.skip_connections:
       self.top_down = [ConvTopDown(self.latent_shape, self.latent_channels[j], self.channels,
@@ -199,4 +210,4 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
                        for j in range(1, self.num_layers)]
     self.decoder = ConvLikelihoodLayer(maps[0], tuple(self.image_shape), self.channels,
                                        self.num_blocks, self.likelihood, self.dtype,
-                                       init("decoder"), name="p_x")
+                                       init("decoder"), self.skip_init, name="p_x")
