@@ -233,6 +233,7 @@ from hermite_vae import metrics_io, train
 from hermite_vae import workdir as workdir_lib
 c = smoke.get_config()
 c.method = sys.argv[2]
+c.skip_connections = sys.argv[3] == "skip"
 c.num_train_steps = 4; c.log_every = 2; c.eval_every = 4  # 2 steps per dispatch
 out = train.train_and_evaluate(c, sys.argv[1])
 _, state, _ = workdir_lib.restore_state(sys.argv[1], c, 784)
@@ -246,14 +247,15 @@ print(json.dumps({{"devices": jax.device_count(), "eval": out,
 
 # Slow: equality across device layouts runs by default in test_multiprocess (1x4 vs 2x2).
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["hvae", "iwae"])
-def test_same_metrics_on_1_and_4_devices(tmp_path, method):
+@pytest.mark.parametrize("method,skips", [("hvae", ""), ("iwae", ""), ("hvae", "skip")])
+def test_same_metrics_on_1_and_4_devices(tmp_path, method, skips):
   results = []
   for n in (1, 4):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
                JAX_PLATFORMS="cpu")
     proc = subprocess.run(
-        [sys.executable, "-c", _DEVICE_SCRIPT.format(root=ROOT), str(tmp_path / str(n)), method],
+        [sys.executable, "-c", _DEVICE_SCRIPT.format(root=ROOT), str(tmp_path / str(n)), method,
+         skips or "none"],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -270,6 +272,7 @@ def test_same_metrics_on_1_and_4_devices(tmp_path, method):
   states = [np.load(str(tmp_path / str(n) / "state.npz")) for n in (1, 4)]
   assert sorted(states[0].files) == sorted(states[1].files)
   assert any("opt_state" in name for name in states[0].files)
+  assert any("d_z2" in name for name in states[0].files) == bool(skips)  # top-down state
   for name in states[0].files:
     np.testing.assert_allclose(states[0][name], states[1][name], rtol=1e-4, atol=1e-5,
                                err_msg=name)
