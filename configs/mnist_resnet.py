@@ -14,4 +14,7 @@ def get_config():
   c.latent_channels = (8, 8, 8, 8)
   c.resnet_channels = 64
   c.resnet_blocks = 5
+  # One step per dispatch, without a loop: XLA:CPU runs convolutions inside a loop body
+  # on a slow path (train.train_steps); on accelerators the dispatch costs little here.
+  c.steps_per_dispatch = 1
   return c

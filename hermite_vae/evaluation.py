@@ -59,6 +59,8 @@ def iw_bound_batch(model, params, x, key, num_samples: int, chunk: int):
     return jnp.logaddexp(carry, jax.nn.logsumexp(log_w, axis=0)), None
 
   init = jnp.full((x.shape[0],), -jnp.inf, jnp.float32)
+  if num_samples == chunk:     # no loop: XLA:CPU's convolutions are slow in loop bodies
+    return body(init, 0)[0] - jnp.log(float(num_samples))
   total, _ = jax.lax.scan(body, init, jnp.arange(num_samples // chunk))
   return total - jnp.log(float(num_samples))
 

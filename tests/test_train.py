@@ -154,6 +154,32 @@ def test_resnet_hierarchy_end_to_end(tmp_path):
                              str(tmp_path / "bad"))
 
 
+def test_one_step_dispatch_and_one_chunk_bound_run_without_a_loop():
+  # XLA:CPU runs convolutions inside a loop body many times slower (jax-ml/jax#12868):
+  # the ResNet presets' one-step dispatch and a one-chunk IW bound must not build one.
+  import functools
+  from hermite_vae import evaluation
+  cfg = _config(method="hvae", architecture="resnet", latent_channels=(2, 1),
+                resnet_channels=4, resnet_blocks=1)
+  model, tx = train.create_model(cfg, 784), train.create_optimizer(cfg)
+  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  steps = functools.partial(train.train_steps, model=model, tx=tx,
+                            cfg=objectives.ObjectiveConfig.from_config(cfg),
+                            stop_on_nonfinite=True, grad_clip_norm=1.0)
+  has_loop = lambda fn, *args: any(p in str(jax.make_jaxpr(fn)(*args))
+                                   for p in ("scan[", "while["))
+  xs = jnp.zeros((2, 4, 28, 28, 1))
+  assert has_loop(steps, state, xs, jax.random.PRNGKey(1))
+  assert not has_loop(steps, state, xs[:1], jax.random.PRNGKey(1))
+  state1, metrics = jax.jit(steps)(state, xs[:1], jax.random.PRNGKey(1))
+  assert int(state1.step) == 1 and metrics["loss"].shape == (1,)
+  bound = lambda k, chunk: functools.partial(evaluation.iw_bound_batch.__wrapped__, model,
+                                             num_samples=k, chunk=chunk)
+  x = xs[0]
+  assert has_loop(bound(4, 2), state.params, x, jax.random.PRNGKey(2))
+  assert not has_loop(bound(4, 4), state.params, x, jax.random.PRNGKey(2))
+
+
 def _write_fake_cifar(directory, n=40):
   import pickle
   os.makedirs(directory, exist_ok=True)
