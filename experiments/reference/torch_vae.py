@@ -8,10 +8,17 @@ binarization; the first 9,000 MNIST test digits for training, the last 1,000 (bi
 once) for evaluation. ``--init``: torch (PyTorch's default), lecun (truncated normal of
 variance 1/fan_in, zero biases: Flax's default) or small_heads (lecun, with the Gaussian
 heads' kernels divided by sqrt(d) and the scale bias at scale 1: the library's default).
+``--skips`` adds the stochastic skip connections of ``configs/mnist_mlp_skip.py``: a
+top-down state S_j = tanh(W [S_{j+1}, z_j]) of ``--hidden`` units per latent above z_1;
+generator p(z_i | z_{i+1}, S_{i+2}) and the decoder p(x | z_1, S_2) read it beside their
+own input. ``--skip_init``: zero (the rows that read the state start at zero, the others
+with the fan-in of the own input alone: the library's default) or joint.
 
     pip install torch numpy
     python experiments/reference/torch_vae.py --data_dir=../shared/data/mnist \
       --latent=200,200,200 --init=small_heads --steps=3000 --seed=0
+    python experiments/reference/torch_vae.py --data_dir=../shared/data/mnist \
+      --latent=40,40,40,40 --skips --skip_init=joint --steps=3000 --seed=0
 """
 import argparse, gzip, math, os  # noqa: E401
 import numpy as np
@@ -25,6 +32,8 @@ p.add_argument("--hidden", type=int, default=200)
 p.add_argument("--init", default="small_heads", choices=["torch", "lecun", "small_heads"])
 p.add_argument("--steps", type=int, default=3000)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--skips", action="store_true")
+p.add_argument("--skip_init", default="zero", choices=["zero", "joint"])
 args = p.parse_args()
 torch.manual_seed(args.seed)
 rng = np.random.default_rng(args.seed)
@@ -37,27 +46,45 @@ latent = [int(v) for v in args.latent.split(",")]
 UNIT_RAW = math.log(math.expm1(3 * math.atanh((1 - 1e-3) / 3)))   # raw giving scale 1
 
 
-def linear(n_in, n_out, head=False):
-  layer = nn.Linear(n_in, n_out)
+def linear(n_in, n_out, head=False, extra=0):
+  """Reads n_in inputs, then ``extra`` context inputs (skip connections)."""
+  layer = nn.Linear(n_in + extra, n_out)
+  fan = n_in if args.skip_init == "zero" else n_in + extra
   if args.init != "torch":
-    std = 1 / math.sqrt(n_in * (n_out if head and args.init == "small_heads" else 1))
+    std = 1 / math.sqrt(fan * (n_out if head and args.init == "small_heads" else 1))
     nn.init.trunc_normal_(layer.weight, std=std / 0.87962566, a=-2 * std / 0.87962566,
                           b=2 * std / 0.87962566)
     nn.init.zeros_(layer.bias)
+  elif extra:
+    nn.init.uniform_(layer.weight, -1 / math.sqrt(fan), 1 / math.sqrt(fan))
+    nn.init.uniform_(layer.bias, -1 / math.sqrt(fan), 1 / math.sqrt(fan))
+  if extra and args.skip_init == "zero":
+    with torch.no_grad():
+      layer.weight[:, n_in:] = 0
   return layer
 
 
-class Gaussian(nn.Module):
-  def __init__(self, n_in, d):
+class Trunk(nn.Module):
+  """Two tanh layers; the first reads [h, context]."""
+  def __init__(self, n_in, extra=0):
     super().__init__()
-    self.trunk = nn.Sequential(linear(n_in, args.hidden), nn.Tanh(),
-                               linear(args.hidden, args.hidden), nn.Tanh())
+    self.l0, self.l1 = linear(n_in, args.hidden, extra=extra), linear(args.hidden, args.hidden)
+
+  def forward(self, h, ctx=None):
+    h = h if ctx is None else torch.cat([h, ctx], -1)
+    return torch.tanh(self.l1(torch.tanh(self.l0(h))))
+
+
+class Gaussian(nn.Module):
+  def __init__(self, n_in, d, extra=0):
+    super().__init__()
+    self.trunk = Trunk(n_in, extra)
     self.loc, self.raw = linear(args.hidden, d, True), linear(args.hidden, d, True)
     if args.init == "small_heads":
       nn.init.constant_(self.raw.bias, UNIT_RAW)
 
-  def forward(self, h):
-    h = self.trunk(h)
+  def forward(self, h, ctx=None):
+    h = self.trunk(h, ctx)
     return self.loc(h), 3 * torch.tanh(nn.functional.softplus(self.raw(h)) / 3) + 1e-3
 
 
@@ -66,10 +93,19 @@ def log_normal(z, loc, scale):
 
 
 enc = nn.ModuleList([Gaussian(n, d) for n, d in zip([784] + latent[:-1], latent)])
-gen = nn.ModuleList([Gaussian(latent[i + 1], latent[i]) for i in range(len(latent) - 1)])
-dec = nn.Sequential(linear(latent[0], args.hidden), nn.Tanh(), linear(args.hidden, args.hidden),
-                    nn.Tanh(), linear(args.hidden, 784))
-params = list(enc.parameters()) + list(gen.parameters()) + list(dec.parameters())
+L, H = len(latent), args.hidden
+ctx_size = lambda j: H if args.skips and j <= L else 0    # size of the state S_j (1-based)
+gen = nn.ModuleList([Gaussian(latent[i + 1], latent[i], ctx_size(i + 3)) for i in range(L - 1)])
+dec_trunk, dec_out = Trunk(latent[0], ctx_size(2)), linear(H, 784)
+# td[j - 1]: S_{j+1} = tanh(W [S_{j+2}, z_{j+1}]) for 0-based j = 1..L-1 (the top: z_L only).
+td = nn.ModuleList([nn.Linear(latent[j] + (H if j < L - 1 else 0), H) for j in range(1, L)])
+for layer in td:
+  if args.init != "torch":
+    std = 1 / math.sqrt(layer.in_features) / 0.87962566
+    nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+    nn.init.zeros_(layer.bias)
+modules = [enc, gen, dec_trunk, dec_out] + ([td] if args.skips else [])
+params = [p for m in modules for p in m.parameters()]
 opt = torch.optim.Adam(params, lr=1e-3)
 
 
@@ -79,15 +115,21 @@ def elbo_terms(x):
     loc, scale = q(h)
     h = loc + scale * torch.randn_like(loc)
     path.append((h, loc, scale))
-  log_px = -nn.functional.binary_cross_entropy_with_logits(dec(path[0][0]), x,
-                                                           reduction="none").sum(-1)
-  kls = [log_normal(*path[i]) - log_normal(path[i][0], *gen[i](path[i + 1][0]))
-         for i in range(len(latent) - 1)]
+  states, s = [None] * (L + 2), None                   # states[j] = S_j, 1-based
+  for j in reversed(range(1, L) if args.skips else ()):
+    z = path[j][0]
+    s = torch.tanh(td[j - 1](z if s is None else torch.cat([s, z], -1)))
+    states[j + 1] = s
+  logits = dec_out(dec_trunk(path[0][0], states[2]))
+  log_px = -nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+  kls = [log_normal(*path[i]) - log_normal(path[i][0], *gen[i](path[i + 1][0], states[i + 3]))
+         for i in range(L - 1)]
   _, loc, scale = path[-1]
   kls.append((0.5 * (loc ** 2 + scale ** 2 - 1) - scale.log()).sum(-1))
   return log_px, torch.stack(kls), path
 
 
+print("parameters", sum(p.numel() for p in params))
 with torch.no_grad():
   print("initial KL per layer", [round(v, 1) for v in elbo_terms(eval_x)[1].mean(1).tolist()])
 for step in range(1, args.steps + 1):
@@ -103,6 +145,7 @@ for step in range(1, args.steps + 1):
 with torch.no_grad():
   log_px, kl, path = elbo_terms(eval_x)
   active = int((enc[0](eval_x)[0].var(0) > 0.01).sum())
-print(f"RESULT init={args.init} latent={latent} seed={args.seed} steps={args.steps} "
+print(f"RESULT init={args.init} latent={latent} skips={args.skips and args.skip_init} "
+      f"seed={args.seed} steps={args.steps} "
       f"eval ELBO {(log_px - kl.sum(0)).mean().item():.1f} KL per layer "
       f"{[round(v, 2) for v in kl.mean(1).tolist()]} active units z1 {active}")
