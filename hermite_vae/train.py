@@ -93,7 +93,7 @@ def train_steps(state: TrainState, xs, base_key, **step_kwargs):
 
   ``k = 1`` calls the step without a loop. XLA:CPU runs convolutions inside a loop body
   on a slow generic path (jax-ml/jax#12868): one ``cifar10_resnet_skip`` step at batch 16
-  took 117 s inside a one-iteration scan and 5 s without it on the 2-core CPU, so the
+  took 117 s inside a one-iteration scan and 5 s without it (same loaded 2-core CPU), so the
   ResNet presets dispatch one step at a time (``steps_per_dispatch = 1``)."""
   step = lambda s, x: train_step(s, x, base_key, **step_kwargs)
   if xs.shape[0] == 1:
