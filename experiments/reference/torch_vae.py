@@ -32,6 +32,8 @@ p.add_argument("--hidden", type=int, default=200)
 p.add_argument("--init", default="small_heads", choices=["torch", "lecun", "small_heads"])
 p.add_argument("--steps", type=int, default=3000)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--batches", default="replacement", choices=["replacement", "epochs"],
+               help="draw each batch with replacement, or shuffle once per epoch (the library)")
 p.add_argument("--skips", action="store_true")
 p.add_argument("--skip_init", default="zero", choices=["zero", "joint"])
 args = p.parse_args()
@@ -129,11 +131,18 @@ def elbo_terms(x):
   return log_px, torch.stack(kls), path
 
 
+# ---- training (experiments/reference/cross_check.py runs only what is above this line)
 print("parameters", sum(p.numel() for p in params))
 with torch.no_grad():
   print("initial KL per layer", [round(v, 1) for v in elbo_terms(eval_x)[1].mean(1).tolist()])
 for step in range(1, args.steps + 1):
-  x = torch.bernoulli(train_x[torch.tensor(rng.integers(0, 9000, 100))])
+  if args.batches == "epochs":
+    if (step - 1) % 90 == 0:
+      order = rng.permutation(9000)
+    idx = order[(step - 1) % 90 * 100:(step - 1) % 90 * 100 + 100]
+  else:
+    idx = rng.integers(0, 9000, 100)
+  x = torch.bernoulli(train_x[torch.tensor(idx)])
   log_px, kl, _ = elbo_terms(x)
   loss = -(log_px - kl.sum(0)).mean()
   opt.zero_grad()
