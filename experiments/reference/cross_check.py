@@ -4,13 +4,17 @@ same numbers fed to both: where do the two 4 x 40 MLP VAEs part?
     python experiments/reference/cross_check.py --data_dir=../shared/data/mnist
     python experiments/reference/cross_check.py --data_dir=../shared/data/mnist --workdir=W
     python experiments/reference/cross_check.py --data_dir=../shared/data/mnist --train --seed=S
+    python experiments/reference/cross_check.py --data_dir=../shared/data/mnist --lockstep=1000
 
 Default: the loss and every kernel gradient of the library's VAE objective and of the
 reference's, for the library's initial parameters, one batch and the same posterior
 noise (the library's noise, read off its sampled path). ``--workdir``: the reference's
 ELBO of a trained library checkpoint (MLP, no skips) on the library's evaluation digits.
 ``--train``: the reference's training loop started from the library's initial
-parameters of ``--seed`` (its own batches and noise). Needs ``torch``.
+parameters of ``--seed`` (its own batches and noise). ``--lockstep=N``: N steps of the
+library's trainer and of the reference's update side by side from the same initial
+parameters, on the library's batches with the library's posterior noise; prints how far
+the two parameter sets drift apart. Needs ``torch``.
 """
 import argparse, gzip, os, sys  # noqa: E401
 
@@ -30,6 +34,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--data_dir", required=True)
 p.add_argument("--workdir", default="")
 p.add_argument("--train", action="store_true")
+p.add_argument("--lockstep", type=int, default=0)
 p.add_argument("--steps", type=int, default=2000)
 p.add_argument("--seed", type=int, default=0)
 args = p.parse_args()
@@ -63,7 +68,42 @@ with torch.no_grad():
     linear.weight.copy_(torch.tensor(np.asarray(at(params, path)["kernel"])).T)
     linear.bias.copy_(torch.tensor(np.asarray(at(params, path)["bias"])))
 
-if args.train:
+def lockstep():
+  import functools  # pylint: disable=g-import-not-at-top
+  from hermite_vae import data  # pylint: disable=g-import-not-at-top
+  loaded = data.load("mnist", "files", args.data_dir, "test[:9000]", "test[9000:]")
+  batches = data.TrainBatches(loaded.train, config.batch_size, "dynamic", args.seed,
+                              train.make_mesh())
+  state = train.create_train_state(model, tx, jax.random.fold_in(
+      jax.random.PRNGKey(args.seed), 0), 784)
+  base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 1)   # the trainer's
+  step_fn = jax.jit(functools.partial(
+      train.train_step, model=model, tx=tx, cfg=objectives.ObjectiveConfig.from_config(config),
+      stop_on_nonfinite=True, grad_clip_norm=float(config.grad_clip_norm)))
+  encode = jax.jit(lambda q, x, k: objectives.encode_path(model, q, x, k))
+  for step in range(args.lockstep):
+    x = batches(step)
+    path = encode(state.params, x, jax.random.fold_in(base_key, step))
+    noise = iter([torch.tensor(np.asarray((z - loc) / scale)) for z, loc, scale in path])
+    torch.randn_like = lambda _, it=noise: next(it)
+    log_px, kl, _ = ref["elbo_terms"](torch.tensor(np.asarray(x).reshape(len(x), 784)))
+    loss = -(log_px - kl.sum(0)).mean()
+    ref["opt"].zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(ref["params"], float(config.grad_clip_norm))
+    ref["opt"].step()
+    state, metrics = step_fn(state, x, base_key)
+    if (step + 1) % max(1, args.lockstep // 10) == 0:
+      drift = max(float(np.abs(np.asarray(at(state.params, path)["kernel"]).T -
+                               linear.weight.detach().numpy()).max() /
+                        np.abs(linear.weight.detach().numpy()).max()) for linear, path in pairs)
+      print(f"step {step + 1}: loss library {float(metrics['loss']):.3f}, reference "
+            f"{loss.item():.3f}; largest relative kernel difference {drift:.1e}", flush=True)
+
+
+if args.lockstep:
+  lockstep()
+elif args.train:
   exec(compile(training_part, "torch_vae.py", "exec"), ref)  # pylint: disable=exec-used
 elif args.workdir:
   with gzip.open(os.path.join(args.data_dir, "t10k-images-idx3-ubyte.gz")) as f:
