@@ -52,8 +52,9 @@ if args.workdir:
 else:
   config = method_config("mnist_mlp", "vae")
   model, tx = train.create_model(config, 784), train.create_optimizer(config)
-  params = train.create_train_state(model, tx, jax.random.fold_in(
-      jax.random.PRNGKey(args.seed), 0), 784).params       # the trainer's init key
+  state = train.create_train_state(model, tx, jax.random.fold_in(
+      jax.random.PRNGKey(args.seed), 0), 784)              # the trainer's init key
+  params = state.params
 pairs = []                                                 # (torch Linear, library path)
 for prefix, stack in (("q_z", ref["enc"]), ("p_z", ref["gen"])):
   for i, layer in enumerate(stack):
@@ -68,14 +69,25 @@ with torch.no_grad():
     linear.weight.copy_(torch.tensor(np.asarray(at(params, path)["kernel"])).T)
     linear.bias.copy_(torch.tensor(np.asarray(at(params, path)["bias"])))
 
-def lockstep():
+
+def use_library_noise(path):
+  """The reference's next draws of posterior noise are the library's, read off ``path``."""
+  noise = iter([torch.tensor(np.asarray((z - loc) / scale)) for z, loc, scale in path])
+  torch.randn_like = lambda _: next(noise)
+
+
+def largest_relative_difference(tree, torch_kernel):
+  """max over layers of max |library kernel - torch_kernel(linear)| / max |torch_kernel|."""
+  return max(float(np.abs(np.asarray(at(tree, path)["kernel"]).T - torch_kernel(linear)).max()
+                   / np.abs(torch_kernel(linear)).max()) for linear, path in pairs)
+
+
+def lockstep(state):
   import functools  # pylint: disable=g-import-not-at-top
   from hermite_vae import data  # pylint: disable=g-import-not-at-top
   loaded = data.load("mnist", "files", args.data_dir, "test[:9000]", "test[9000:]")
   batches = data.TrainBatches(loaded.train, config.batch_size, "dynamic", args.seed,
                               train.make_mesh())
-  state = train.create_train_state(model, tx, jax.random.fold_in(
-      jax.random.PRNGKey(args.seed), 0), 784)
   base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 1)   # the trainer's
   step_fn = jax.jit(functools.partial(
       train.train_step, model=model, tx=tx, cfg=objectives.ObjectiveConfig.from_config(config),
@@ -83,9 +95,7 @@ def lockstep():
   encode = jax.jit(lambda q, x, k: objectives.encode_path(model, q, x, k))
   for step in range(args.lockstep):
     x = batches(step)
-    path = encode(state.params, x, jax.random.fold_in(base_key, step))
-    noise = iter([torch.tensor(np.asarray((z - loc) / scale)) for z, loc, scale in path])
-    torch.randn_like = lambda _, it=noise: next(it)
+    use_library_noise(encode(state.params, x, jax.random.fold_in(base_key, step)))
     log_px, kl, _ = ref["elbo_terms"](torch.tensor(np.asarray(x).reshape(len(x), 784)))
     loss = -(log_px - kl.sum(0)).mean()
     ref["opt"].zero_grad()
@@ -94,15 +104,13 @@ def lockstep():
     ref["opt"].step()
     state, metrics = step_fn(state, x, base_key)
     if (step + 1) % max(1, args.lockstep // 10) == 0:
-      drift = max(float(np.abs(np.asarray(at(state.params, path)["kernel"]).T -
-                               linear.weight.detach().numpy()).max() /
-                        np.abs(linear.weight.detach().numpy()).max()) for linear, path in pairs)
+      drift = largest_relative_difference(state.params, lambda l: l.weight.detach().numpy())
       print(f"step {step + 1}: loss library {float(metrics['loss']):.3f}, reference "
             f"{loss.item():.3f}; largest relative kernel difference {drift:.1e}", flush=True)
 
 
 if args.lockstep:
-  lockstep()
+  lockstep(state)
 elif args.train:
   exec(compile(training_part, "torch_vae.py", "exec"), ref)  # pylint: disable=exec-used
 elif args.workdir:
@@ -120,13 +128,10 @@ else:
   key, cfg = jax.random.PRNGKey(11), objectives.ObjectiveConfig.from_config(config)
   loss, grads = jax.value_and_grad(
       lambda q: objectives.loss_and_metrics(q, model, x, key, 0, cfg)[0])(params)
-  noise = iter([torch.tensor(np.asarray((z - loc) / scale))
-                for z, loc, scale in objectives.encode_path(model, params, x, key)])
-  torch.randn_like = lambda _: next(noise)                 # the library's posterior noise
+  use_library_noise(objectives.encode_path(model, params, x, key))
   log_px, kl, _ = ref["elbo_terms"](torch.tensor(np.asarray(x)))
   ref_loss = -(log_px - kl.sum(0)).mean()
   ref_loss.backward()
-  rel = max(float(np.abs(np.asarray(at(grads, path)["kernel"]).T - linear.weight.grad.numpy()).max()
-                  / np.abs(linear.weight.grad.numpy()).max()) for linear, path in pairs)
+  rel = largest_relative_difference(grads, lambda l: l.weight.grad.numpy())
   print(f"loss: library {float(loss):.4f}, reference {ref_loss.item():.4f}; largest relative "
         f"kernel-gradient difference over {len(pairs)} layers: {rel:.1e}")
