@@ -100,13 +100,15 @@ ctx_size = lambda j: H if args.skips and j <= L else 0    # size of the state S_
 gen = nn.ModuleList([Gaussian(latent[i + 1], latent[i], ctx_size(i + 3)) for i in range(L - 1)])
 dec_trunk, dec_out = Trunk(latent[0], ctx_size(2)), linear(H, 784)
 # td[j - 1]: S_{j+1} = tanh(W [S_{j+2}, z_{j+1}]) for 0-based j = 1..L-1 (the top: z_L only).
-td = nn.ModuleList([nn.Linear(latent[j] + (H if j < L - 1 else 0), H) for j in range(1, L)])
+# Built only with --skips, so that runs without skips draw the same random numbers as before.
+td = nn.ModuleList([nn.Linear(latent[j] + (H if j < L - 1 else 0), H)
+                    for j in (range(1, L) if args.skips else ())])
 for layer in td:
   if args.init != "torch":
     std = 1 / math.sqrt(layer.in_features) / 0.87962566
     nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
     nn.init.zeros_(layer.bias)
-modules = [enc, gen, dec_trunk, dec_out] + ([td] if args.skips else [])
+modules = [enc, gen, dec_trunk, dec_out, td]
 params = [p for m in modules for p in m.parameters()]
 opt = torch.optim.Adam(params, lr=1e-3)
 
