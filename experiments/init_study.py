@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
-from hermite_vae import config_lib, data, objectives, train
+from hermite_vae import config_lib, data, objectives, rng, train
 from hermite_vae.models import layers
 from lab import sweeps
 from lab.workdir_eval import evaluate_workdir
@@ -69,7 +69,7 @@ def initial_kl(config, images, seed: int) -> list[float]:
   if config_lib.likelihood(config) == "bernoulli" and float(x.max()) > 1:
     x = (x > 127).astype(jnp.float32)
   model = train.create_model(config, x.shape[-1])
-  key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)   # the trainer's init key
+  key = rng.run_keys(seed)["init"]   # the trainer's init key
   params = train.create_train_state(model, train.create_optimizer(config), key,
                                     x.shape[-1]).params
   terms = objectives.layer_terms(model, params, x, jax.random.PRNGKey(1))

@@ -49,7 +49,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from hermite_vae import ou
+from hermite_vae import ou, rng
 from hermite_vae.models import layers
 # One posterior path and the flattening of images live with the models, so that no model
 # module imports the objectives; re-exported here.
@@ -117,7 +117,8 @@ class LayerTerms:
 def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) -> LayerTerms:
   """Reconstruction and per-layer KL terms for one posterior sample per example."""
   variables = {"params": params}
-  path = encode_path(model, params, x, key)
+  path_key, ou_key = rng.terms_keys(key)
+  path = encode_path(model, params, x, path_key)
   num_layers = len(path)
   # Skip connections: each generator's top-down state of the latents above its input,
   # and the decoder's (all None without skips).
@@ -131,7 +132,7 @@ def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) ->
     z_above, above_loc, above_scale = path[i + 1]
     log_q = layers.gaussian_log_prob(z, q_loc, q_scale)
     log_p = _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
-                                smoothing, jax.random.fold_in(key, 1000 + i), after,
+                                smoothing, rng.ou_layer_key(ou_key, i), after,
                                 contexts[i])
     after = log_p if chain else None
     kls.append(log_q - log_p)

@@ -7,7 +7,8 @@ group is joined first (``distributed.initialize``); each process computes its ro
 each global batch (``data.batches``), which do not depend on the number of processes or
 devices, so a run's numbers do not either (up to float reduction order).
 
-Randomness: the step key is ``fold_in(PRNGKey(seed), step)`` and batches depend only on
+Randomness: ``rng.run_keys(seed)`` names the run's four keys (data, init, train, eval);
+the step key is ``fold_in(train_key, step)`` and batches depend only on
 (seed, step), so a run restored from a checkpoint continues exactly like an uninterrupted
 one (checkpoints: orbax ``CheckpointManager`` in ``workdir/checkpoints``).
 
@@ -35,7 +36,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from hermite_vae import config_lib, data, diagnostics, distributed, evaluation, metrics_io
-from hermite_vae import objectives
+from hermite_vae import objectives, rng
 from hermite_vae import workdir as workdir_lib
 from hermite_vae.models.mlp import count_params
 # The state and its construction live in hermite_vae.state (workdir.py restores into it
@@ -180,14 +181,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       raise ValueError(f"config.{key}={config[key]} must be divisible by the number of "
                        f"devices ({mesh.size}).")
   replicated = NamedSharding(mesh, P())
+  keys = rng.run_keys(config.seed)
   train_batches = data.TrainBatches(loaded.train, config.batch_size,
                                     loaded.info["binarization"], config.seed, mesh)
 
   model = create_model(config, num_pixels)
   tx = create_optimizer(config)
-  root_key = jax.random.PRNGKey(config.seed)
-  init_key, train_key, eval_key = (jax.random.fold_in(root_key, i) for i in range(3))
-  state = create_train_state(model, tx, init_key, num_pixels)
+  train_key, eval_key = keys["train"], keys["eval"]
+  state = create_train_state(model, tx, keys["init"], num_pixels)
   state = jax.device_put(state, replicated)
 
   checkpoints = workdir_lib.checkpoint_manager(workdir, config.keep_checkpoints)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments.lab.flops import compiled_memory_mib
-from hermite_vae import correlated_samples, objectives
+from hermite_vae import correlated_samples, objectives, rng
 from hermite_vae.models import layers
 from hermite_vae.models.mlp import MLPHierarchicalVAE
 from hermite_vae.models.resnet import ResNetHierarchicalVAE
@@ -33,6 +33,7 @@ def _model(arch):  # the ResNet is initialised only when a (slow) ResNet case ru
 # The MLP cases run by default; the same checks on the ResNet hierarchy are marked slow.
 ARCHS = ["mlp", pytest.param("resnet", marks=pytest.mark.slow)]
 KEY = jax.random.PRNGKey(3)
+PATH_KEY, OU_KEY = rng.terms_keys(KEY)   # the split layer_terms makes
 BASE = objectives.ObjectiveConfig(method="vae", rho=1.0, rho_anneal_steps=0, num_ou_samples=4,
                        smooth_target="mean_std", num_iw_samples=3, kl_warmup_start=0,
                        kl_warmup_steps=0, free_bits=0.0)
@@ -88,16 +89,17 @@ def _reference_hvae_loss(params, rho, n, eq4=True, model=MODEL, target="mean_std
   """The substituted objective written out here, independently of ``ou.smooth``: value
   of the original model, gradient of log N(z_i; mean_k mu(z'_k), mean_k sigma(z'_k))
   with z'_k from eq. 4 around z_{i+1}'s posterior sample (eq. 3 when ``eq4=False``).
-  Same noise as the library: eps ~ N(0, I) of shape [n, B, d] from fold_in(key, 1000+i)."""
+  Same noise as the library: the path from rng.terms_keys(key)[0], eps ~ N(0, I) of shape
+  [n, B, d] from rng.ou_layer_key(rng.terms_keys(key)[1], i)."""
   variables = {"params": params}
-  path = objectives.encode_path(model, params, X, KEY)
+  path = objectives.encode_path(model, params, X, PATH_KEY)
   out = model.apply(variables, path[0][0], method=model.decode)
   log_px = layers.log_likelihood(model.likelihood, objectives.flatten(X), out)
   kls = []
   for i in range(len(path) - 1):
     (z, q_loc, q_scale), (z_above, loc, scale) = path[i], path[i + 1]
     gen = lambda h, i=i: model.apply(variables, i, h, method=model.generate_layer)
-    eps = jax.random.normal(jax.random.fold_in(KEY, 1000 + i), (n,) + z_above.shape)
+    eps = jax.random.normal(rng.ou_layer_key(OU_KEY, i), (n,) + z_above.shape)
     if eq4:
       points = rho * z_above + (1 - rho) * loc + scale * np.sqrt(1 - rho**2) * eps
     else:
@@ -133,9 +135,9 @@ def _reference_generator_grads(i, rho, n, target):
   """-d/d(params of p_z{i+1}) of the batch mean of the substituted log p(z_i|z_{i+1}),
   written out: the posterior path of ``KEY``, the OU points of eq. 4 drawn with the key
   layer i's smoothing uses, Û the mean over them, then log N at the smoothed values."""
-  path = objectives.encode_path(MODEL, PARAMS, X, KEY)
+  path = objectives.encode_path(MODEL, PARAMS, X, PATH_KEY)
   z, (z_above, loc, scale) = path[i][0], path[i + 1]
-  points = correlated_samples(jax.random.fold_in(KEY, 1000 + i), z_above, rho, n, loc, scale)
+  points = correlated_samples(rng.ou_layer_key(OU_KEY, i), z_above, rho, n, loc, scale)
 
   def neg_log_p(layer_params):
     params = {**PARAMS, f"p_z{i + 1}": layer_params}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from hermite_vae import metrics_io, objectives, train
+from hermite_vae import metrics_io, objectives, rng, train
 from hermite_vae import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,7 @@ def test_end_to_end(tmp_path, method, extra):
   config = _config(method=method, **extra)
   model = train.create_model(config, 784)
   init = train.create_train_state(model, train.create_optimizer(config),
-                                  jax.random.fold_in(jax.random.PRNGKey(config.seed), 0), 784)
+                                  rng.run_keys(config.seed)["init"], 784)
   _, state, _ = workdir_lib.restore_state(workdir, config, 784)
   assert int(state.step) == 6
   for layer in init.params:

@@ -145,3 +145,33 @@ def layer_activity(active_x, active_conditional, mutual_information, path: str,
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def rho_n_curves(results: dict, path_rho: str, path_kappa: str, title: str = "") -> None:
+  """The (rho, n) grid: top-layer KL and top-layer x-based units against rho, one curve
+  per n (``path_rho``), and the same against kappa = (1 - rho^2)(1 - 1/n), every cell
+  (``path_kappa``). Rows carry rho, num_ou_samples (0: the VAE), kappa; several rows per
+  cell (seeds) are drawn as their mean and every seed."""
+  for path, axis in ((path_rho, "rho"), (path_kappa, "kappa")):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    for d, (name, rows) in enumerate(results.items()):
+      ns = sorted({r.get("num_ou_samples") or 0 for r in rows})
+      for j, n in enumerate(ns):
+        at = [dict(r, rho=r[axis]) for r in rows if (r.get("num_ou_samples") or 0) == n]
+        label = f"{name} " + (f"n = {n}" if n else "vae")
+        fmt = ("osd^v<>"[j % 7] + ("-" if axis == "rho" else ""))
+        if not n and axis == "rho":
+          fmt = "k*"
+        _seed_series(axes[0], at, lambda r: r["kl_per_layer_nats"][-1], fmt, label=label)
+        _seed_series(axes[1], at, lambda r: r["active_units_x"][-1], fmt, label=label)
+        _seed_series(axes[2], at, lambda r: r["elbo_nats"], fmt, label=label)
+    for ax, label in zip(axes, ["top-layer KL (nats)", "top layer: x-based active units",
+                                "ELBO (nats)"]):
+      ax.set_xlabel("rho" if axis == "rho" else "kappa = (1 - rho^2)(1 - 1/n)")
+      ax.set_title(label)
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize=6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,12 +1,18 @@
-"""Helpers shared by the experiment scripts: train-or-collect a run (resumable), and the
-critical-rho estimate of a phase-transition curve."""
+"""Helpers shared by the experiment scripts: train-or-collect a run (resumable), several
+runs at once (``train_many``: one process per run, ``--parallel=K``), and the critical-rho
+estimate of a phase-transition curve."""
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import json
 import logging
 import math
 import os
+import queue
+import shutil
+import subprocess
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -16,6 +22,8 @@ from hermite_vae import metrics_io, train
 log = logging.getLogger(__name__)
 
 FINAL = "final_eval.json"
+REQUEST = "requested_config.json"   # what a parallel sweep asks its worker process to train
+RUN_ONE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_one.py")
 
 
 def train_or_collect(config, workdir: str) -> dict:
@@ -25,16 +33,105 @@ def train_or_collect(config, workdir: str) -> dict:
   script built on this is resumable by re-running it.
   """
   path = os.path.join(workdir, FINAL)
-  if os.path.exists(path):
-    with open(path) as f:
-      result = json.load(f)
-    if result.get("step") == config.num_train_steps:
-      return result
+  result = _finished(config, workdir)
+  if result is not None:
+    return result
   result = dict(train.train_and_evaluate(config, workdir))
   result["step"] = config.num_train_steps
   with open(path, "w") as f:
     json.dump(result, f, indent=2, default=str)
   return result
+
+
+def _finished(config, workdir: str):
+  path = os.path.join(workdir, FINAL)
+  if os.path.exists(path):
+    with open(path) as f:
+      result = json.load(f)
+    if result.get("step") == config.num_train_steps:
+      return result
+  return None
+
+
+def worker_env(threads: int) -> dict:
+  """The environment of a worker process limited to ``threads`` CPU threads: XLA's CPU
+  client and Eigen's thread pool (``XLA_FLAGS``) and the BLAS/OpenMP pools."""
+  env = dict(os.environ)
+  flags = env.get("XLA_FLAGS", "")
+  if threads == 1:
+    flags += " --xla_cpu_multi_thread_eigen=false"
+  env["XLA_FLAGS"] = (flags + f" intra_op_parallelism_threads={threads}").strip()
+  for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    env[var] = str(threads)
+  return env
+
+
+def _cpu_sets(parallel: int) -> list:
+  """``parallel`` disjoint sets of this process's CPUs (None where pinning is not
+  possible: no ``taskset``, or fewer CPUs than workers)."""
+  try:
+    cpus = sorted(os.sched_getaffinity(0))
+  except AttributeError:
+    return [None] * parallel
+  if shutil.which("taskset") is None or len(cpus) < parallel:
+    return [None] * parallel
+  per = len(cpus) // parallel
+  return [cpus[i * per:(i + 1) * per] for i in range(parallel)]
+
+
+def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True) -> list[dict]:
+  """``train_or_collect`` for every ``(config, workdir)`` of ``jobs``, in order.
+
+  ``parallel=1``: one after another in this process. ``parallel=K > 1``: up to K at once,
+  each in its own process (``run_one.py``) limited to ``cpus // K`` threads and, with
+  ``pin``, pinned to its own CPUs with ``taskset``. Each run trains from its own config
+  and seed whatever runs beside it: the same workdir files, resumable the same way.
+  Returns each job's last evaluation. A worker that fails raises ``RuntimeError`` naming
+  its workdir and log (``workdir/worker.log``) after the other workers finish.
+  """
+  if parallel < 1:
+    raise ValueError(f"--parallel={parallel}: must be >= 1")
+  if parallel == 1:
+    return [train_or_collect(c, w) for c, w in jobs]
+  results = [_finished(c, w) for c, w in jobs]
+  todo = [i for i, r in enumerate(results) if r is None]
+  slots = queue.Queue()
+  cpu_sets = _cpu_sets(parallel)
+  for cpus in cpu_sets:
+    slots.put(cpus)
+  threads = max(1, (os.cpu_count() or parallel) // parallel)
+
+  def run(i):
+    config, workdir = jobs[i]
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, REQUEST), "w") as f:
+      f.write(config.to_json_best_effort())
+    cpus = slots.get()
+    try:
+      cmd = [sys.executable, RUN_ONE, workdir]
+      if pin and cpus is not None:
+        cmd = ["taskset", "-c", ",".join(map(str, cpus))] + cmd
+      with open(os.path.join(workdir, "worker.log"), "a") as log_file:
+        code = subprocess.call(cmd, env=worker_env(len(cpus) if cpus else threads),
+                               stdout=log_file, stderr=subprocess.STDOUT)
+    finally:
+      slots.put(cpus)
+    if code:
+      raise RuntimeError(f"training in {workdir} failed (exit {code}); see "
+                         f"{os.path.join(workdir, 'worker.log')}")
+    return _finished(config, workdir)
+
+  errors = []
+  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+    futures = {pool.submit(run, i): i for i in todo}
+    for future in concurrent.futures.as_completed(futures):
+      try:
+        results[futures[future]] = future.result()
+      except RuntimeError as e:
+        errors.append(str(e))
+  if errors:
+    raise RuntimeError("; ".join(errors))
+  return results
 
 
 def curves(workdir: str, split: str, key: str):
@@ -117,18 +214,32 @@ def seed_workdir(root: str, seed: int) -> str:
   return os.path.join(root, f"seed_{seed}")
 
 
-def train_seeds(config, root: str, seeds: Sequence[int]) -> list[dict]:
-  """``train_or_collect`` once per seed, in ``root/seed_<s>`` (resumable per seed).
-  Returns each seed's last evaluation, with ``seed`` and ``workdir`` added."""
-  results = []
+def seed_jobs(config, root: str, seeds: Sequence[int]) -> list[tuple]:
+  """One ``(config, workdir)`` per seed, in ``root/seed_<s>``."""
+  jobs = []
   for seed in seeds:
     c = config.copy_and_resolve_references()
     c.seed = int(seed)
-    workdir = seed_workdir(root, seed)
-    result = dict(train_or_collect(c, workdir))
-    result.update(seed=int(seed), workdir=workdir)
-    results.append(result)
-  return results
+    jobs.append((c, seed_workdir(root, seed)))
+  return jobs
+
+
+def with_seeds(jobs: Sequence[tuple], results: Sequence[dict]) -> list[dict]:
+  """Each result with its job's ``seed`` and ``workdir`` added."""
+  out = []
+  for (c, workdir), result in zip(jobs, results):
+    r = dict(result)
+    r.update(seed=int(c.seed), workdir=workdir)
+    out.append(r)
+  return out
+
+
+def train_seeds(config, root: str, seeds: Sequence[int], parallel: int = 1) -> list[dict]:
+  """``train_or_collect`` once per seed, in ``root/seed_<s>`` (resumable per seed;
+  ``parallel``: see ``train_many``). Returns each seed's last evaluation, with ``seed``
+  and ``workdir`` added."""
+  jobs = seed_jobs(config, root, seeds)
+  return with_seeds(jobs, train_many(jobs, parallel))
 
 
 def mean_sd(values) -> tuple[float, float]:

@@ -3,8 +3,9 @@ host->device copy.
 
 The uint8 training images are put on the devices once (replicated over this process's
 devices). Training batches are drawn on device: each epoch is a permutation of the
-examples, ``permutation(fold_in(fold_in(key, 0), epoch))``, and dynamically binarized
-datasets get a fresh Bernoulli draw per batch from ``fold_in(key, step)``. The global
+examples, ``permutation(fold_in(key, epoch))`` with ``key`` the run's ``data`` key
+(``rng.run_keys``), and dynamically binarized datasets get a fresh Bernoulli draw per
+batch from ``fold_in(key, step)``. The global
 batch of a step depends only on (seed, step) — not on the number of processes or devices
 — so a resumed run sees exactly the batches an uninterrupted one would, and a run on
 2 processes x 2 devices sees those of 1 process x 4 devices.
@@ -28,13 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from hermite_vae import rng
+
 EVAL_BINARIZATION_SEED = 0
 
 
 def binarize_once(images: np.ndarray, seed: int = EVAL_BINARIZATION_SEED) -> np.ndarray:
   """Fixed Bernoulli binarization of uint8 grey levels (evaluation sets)."""
-  rng = np.random.default_rng(seed)
-  return (rng.random(images.shape, dtype=np.float32) < images / np.float32(255.0)).astype(
+  gen = np.random.default_rng(seed)
+  return (gen.random(images.shape, dtype=np.float32) < images / np.float32(255.0)).astype(
       np.uint8)
 
 
@@ -61,7 +64,7 @@ class TrainBatches:
     self.mesh = mesh
     self.binarization = binarization
     self.steps_per_epoch = len(images) // batch_size
-    self._key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
+    self._key = rng.run_keys(seed)["data"]
     local_mesh = Mesh(np.array(mesh.local_devices), ("data",))
     self._replicated = NamedSharding(local_mesh, P())
     self._local_sharding = NamedSharding(local_mesh, P(None, "data"))

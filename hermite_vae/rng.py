@@ -1,0 +1,34 @@
+"""The random keys of a run, named and split once.
+
+A run of seed ``s`` draws everything from ``jax.random.PRNGKey(s)`` split into four named
+streams (:func:`run_keys`): ``data`` (example order and dynamic binarization), ``init``
+(parameters), ``train`` (the step key is ``fold_in(train, step)``), ``eval``. No two
+streams share a key.
+
+A step's key is split once more by :func:`terms_keys` into the key of the posterior path
+(``fold_in(path, i)``: layer i's reparameterization noise) and the key of the OU samples
+(``fold_in(ou, i)``: the n correlated samples of generator layer i), so the posterior
+noise and the OU noise never coincide whatever the number of layers.
+"""
+from __future__ import annotations
+
+import jax
+
+RUN_STREAMS = ("data", "init", "train", "eval")
+
+
+def run_keys(seed: int) -> dict:
+  """{'data', 'init', 'train', 'eval'}: the four independent keys of a run of ``seed``."""
+  return dict(zip(RUN_STREAMS, jax.random.split(jax.random.PRNGKey(int(seed)),
+                                                len(RUN_STREAMS))))
+
+
+def terms_keys(key):
+  """(path_key, ou_key) of one evaluation of the per-layer terms."""
+  path_key, ou_key = jax.random.split(key)
+  return path_key, ou_key
+
+
+def ou_layer_key(ou_key, i: int):
+  """The key of generator layer i's OU samples."""
+  return jax.random.fold_in(ou_key, i)
