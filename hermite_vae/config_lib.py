@@ -52,7 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_iw_samples = 5            # k for method=iwae
   c.kl_warmup_start = 0           # KL annealing: weight 0 for this many steps,
   c.kl_warmup_steps = 0           # then linear to 1 over this many (0, 0: off)
-  c.free_bits = 0.0               # nats per stochastic layer (0: off)
+  c.free_bits = 0.0               # nats: floor on the top layer's analytic KL (0: off;
+                                  # objectives.free_bits_kl says why only the top's)
 
   # Model: the paper's static-MNIST MLP (Table 4): 4 layers of 40 units, 2x200 tanh.
   c.latent_dims = (40, 40, 40, 40)    # bottom (z1) to top (zL)
@@ -72,11 +73,9 @@ def default_config() -> ml_collections.ConfigDict:
   # layers above and causing loss spikes. Bounding it at 3 removed most spikes and
   # improved the 20k-step validation ELBO of the 40-40-40-40 HVAE from -138.0 to -118.6.
   c.max_scale = layers.MAX_SCALE
-  # How every kernel and bias starts (layers.INITS): zero_heads (every Gaussian layer
-  # starts as N(0, I), lecun_normal trunks), lecun_normal (Flax's default everywhere: the
-  # ablation, and the library's default before), torch (PyTorch's fan-in uniform). With
-  # lecun_normal a 3 x 200 hierarchy starts with 50-160 nats of KL per layer and collapses
-  # entirely (docs/results.md, "Initialization").
+  # How every kernel and bias starts: one of layers.INITS, default layers.DEFAULT_INIT
+  # (small_heads). What each does and why the default: models/layers.py and
+  # docs/results.md, "Initialization".
   c.initialization = layers.DEFAULT_INIT
   # Stochastic skip connections between latent layers (HVAE+ / LVAE+, the paper's best
   # CIFAR-10 row, Table 5): a deterministic top-down state carries every latent above a
@@ -126,7 +125,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_iw_samples = 0           # K of an IW bound at each eval (0: off; evaluate.py does L5000)
   c.au_samples = 100              # sample paths for E_q[z_i|x] in the x-based active units
   c.au_threshold = 0.01
-  c.mi_paths = 10                 # sample paths in the I(x; z_i) estimate (0: off, else >= 2)
+  # Scale-free activity beside the unit counts: a unit counts in x_share_units when x
+  # explains at least this share of its variance, Var_x(E_q[u|x]) / Var(u).
+  c.x_share_threshold = 0.1
+  # Sample paths in the I(x; z_i) estimate (0: off, else >= 2). Upper layers' q(z_i|x) is
+  # a mixture over the other paths: fewer paths bias the estimate down for sharp layers
+  # (evaluation.py). Cost per eval batch of B: mi_paths * B^2 * d_i per layer.
+  c.mi_paths = 100
   c.progress_bar = True
   # Live diagnostics (off: 0): every this many steps, per intermediate generator layer, the
   # variance of its KL term's gradient at the run's rho over diagnostics_draws draws and
@@ -186,6 +191,8 @@ def validate(config) -> None:
               "eval_iw_samples", "eval_max_examples", "num_processes", "diagnostics_every"):
     if not isinstance(c[key], int) or c[key] < 0:
       _fail(key, c[key], "must be an integer >= 0")
+  if not 0.0 < c.x_share_threshold < 1.0:
+    _fail("x_share_threshold", c.x_share_threshold, "must be in (0, 1)")
   if c.mi_paths == 1:
     _fail("mi_paths", c.mi_paths, "must be 0 (off) or >= 2: I(x; z_i) leaves the "
           "sample's own path out of the estimate of q(z_i|x)")
@@ -195,6 +202,12 @@ def validate(config) -> None:
   for key in ("free_bits", "grad_clip_norm"):
     if c[key] < 0:
       _fail(key, c[key], "must be >= 0")
+  if c.method == "iwae":
+    # The IW bound is trained as it is: a KL weight or a KL floor has no place in it.
+    for key in ("kl_warmup_start", "kl_warmup_steps", "free_bits"):
+      if c[key]:
+        _fail(key, c[key], "method=iwae trains the importance-weighted bound, which has "
+              "no KL term to anneal or floor; set it to 0 or use method=vae/hvae")
   if not c.learning_rate > 0:
     _fail("learning_rate", c.learning_rate, "must be > 0")
   if c.lr_schedule not in ("constant", "cosine"):

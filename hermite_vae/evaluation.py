@@ -70,18 +70,36 @@ def posterior_means(model, params, x, num_samples: int, key):
   """Per layer: (E_q[z_i|x] averaged over ``num_samples`` paths [B, d_i],
   E_q[z_i|z_{i-1}] along one sampled path [B, d_i],
   the across-path variance of loc(q(z_i|z_{i-1})) divided by num_samples [B, d_i] — the
-  Monte-Carlo noise in the first, which ``evaluate_dataset`` subtracts)."""
+  Monte-Carlo noise in the first, which ``evaluate_dataset`` subtracts —,
+  the sampled z_i of every path [S, B, d_i], whose variance over (x, path) is the unit's
+  total variance under the aggregate posterior)."""
   keys = jax.random.split(key, num_samples)
   paths = jax.vmap(lambda k: objectives.encode_path(model, params, x, k))(keys)
   noise = lambda loc: (jnp.var(loc, axis=0, ddof=1) / num_samples if num_samples > 1
                        else jnp.zeros_like(loc[0]))
-  return [(jnp.mean(loc, axis=0), loc[0], noise(loc)) for (_, loc, _) in paths]
+  return [(jnp.mean(loc, axis=0), loc[0], noise(loc), z) for (z, loc, _) in paths]
+
+
+def pairwise_log_normal(z, loc, scale):
+  """log N(z_b | loc_b', scale_b') for every pair (b, b'): [B, B'].
+
+  From the direct distance ((z_b - loc_b') / scale_b')^2, in the inputs' dtype, with no
+  matmul: expanding the square into z^2/s^2 - 2 z loc/s^2 + loc^2/s^2 and computing it
+  with matmuls cancels large terms (catastrophic for a sharp layer, scale 1e-3, in
+  float32) and on accelerators runs at the matmul's reduced precision (TF32, bfloat16).
+  Cost: B * B' * d subtractions, squares and sums.
+  """
+  diff = (z[:, None, :] - loc[None]) / scale[None]                        # [B, B', d]
+  return (-0.5 * jnp.sum(diff * diff, axis=-1) - jnp.sum(jnp.log(scale), axis=-1)[None]
+          - 0.5 * z.shape[-1] * jnp.log(2 * jnp.pi))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def mutual_information_batch(model, params, x, num_paths: int, key):
   """Per-layer estimates of I(x; z_i) on one batch (nats) [L]: the sample from path 0,
-  the mixtures over paths 1..num_paths-1 (see the module docstring)."""
+  the mixtures over paths 1..num_paths-1 (see the module docstring). The paths' mixture
+  is accumulated one path at a time (a scan with a running logsumexp): memory
+  O(B^2 d) whatever ``num_paths``; cost O(num_paths * B^2 * d) per layer."""
   if num_paths < 2:
     raise ValueError(f"num_paths={num_paths}: the leave-one-out estimate of q(z_i|x) needs "
                      "at least 2 sample paths (config.mi_paths >= 2, or 0 for off)")
@@ -90,16 +108,15 @@ def mutual_information_batch(model, params, x, num_paths: int, key):
   out = []
   for z, loc, scale in paths:                       # [S, B, d] each
     z0 = z[0]                                       # one sample z_i ~ q(z_i|x_b) per b
-    loc, scale = loc[1:], scale[1:]                 # the other paths: independent of z0
-    s, b, d = loc.shape
-    # log N(z0_b | loc_{b',s}, scale_{b',s}) for all b, b', s, as matmuls: [B, B'*S].
-    prec = (1.0 / scale**2).transpose(1, 0, 2).reshape(b * s, d)
-    mean_prec = (loc / scale**2).transpose(1, 0, 2).reshape(b * s, d)
-    const = jnp.sum((loc**2 / scale**2 + 2 * jnp.log(scale)).transpose(1, 0, 2),
-                    axis=-1).reshape(b * s)
-    quad = (z0**2) @ prec.T - 2 * z0 @ mean_prec.T + const[None]
-    logn = (-0.5 * quad - 0.5 * d * jnp.log(2 * jnp.pi)).reshape(b, b, s)
-    log_q_cond = jax.nn.logsumexp(logn, axis=2) - jnp.log(s)             # [B, B']
+    others = (loc[1:], scale[1:])                   # the other paths: independent of z0
+    s, b = loc.shape[0] - 1, loc.shape[1]
+
+    def add_path(acc, path, z0=z0):
+      return jnp.logaddexp(acc, pairwise_log_normal(z0, *path)), None
+
+    init = jnp.full((b, b), -jnp.inf, z0.dtype)
+    total, _ = jax.lax.scan(add_path, init, others)
+    log_q_cond = total - jnp.log(s)                                      # [B, B']
     log_q_x = jnp.diagonal(log_q_cond)                                   # log q(z0_b | x_b)
     log_q_agg = jax.nn.logsumexp(log_q_cond, axis=1) - jnp.log(b)        # log q(z0_b)
     out.append(jnp.mean(log_q_x - log_q_agg))
@@ -155,8 +172,14 @@ class _Totals:
 
 def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
                      au_threshold: float = 0.01, iw_samples=(), iw_chunk: int = 100,
-                     mi_paths: int = 0):
+                     mi_paths: int = 0, share_threshold: float = 0.1):
   """Metrics over ``batches`` (an iterable of (x, mask)) for the original model.
+
+  With ``au_samples``: ``active_units_x`` and ``active_units_conditional`` (Burda's
+  threshold ``au_threshold`` on a variance), and beside them the scale-free
+  ``x_share_units`` (units whose x-explained share of variance, ``x_variance_share``, is
+  at least ``share_threshold``) and ``x_share_layer`` (the layer's
+  sum_u Var_x(E_q[u|x]) / sum_u Var(u)).
 
   ``iw_samples``: an int or a sequence of K for the bounds ``iw_bound_k{K}``.
   ``mi_paths``: > 0 adds ``mutual_information_nats`` per layer (full batches only).
@@ -168,6 +191,7 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
   au_x = [_Moments() for _ in range(num_layers)]
   au_c = [_Moments() for _ in range(num_layers)]
   au_noise = [_Moments() for _ in range(num_layers)]
+  au_total = [_Moments() for _ in range(num_layers)]
   for b, (x, mask) in enumerate(batches):
     kb = jax.random.fold_in(key, b)
     mask_np = _host(mask)
@@ -180,11 +204,13 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
     totals.elbo_sq += float((elbo * elbo * mask_np).sum())
     totals.count += float(mask_np.sum())
     if au_samples:
-      for i, (m_x, m_c, noise) in enumerate(posterior_means(model, params, x, au_samples,
-                                                            jax.random.fold_in(kb, 1))):
+      for i, (m_x, m_c, noise, z) in enumerate(posterior_means(model, params, x, au_samples,
+                                                               jax.random.fold_in(kb, 1))):
         au_x[i].add(_host(m_x), mask_np)
         au_c[i].add(_host(m_c), mask_np)
         au_noise[i].add(_host(noise), mask_np)
+        z = _host(z)
+        au_total[i].add(z.reshape(-1, z.shape[-1]), np.tile(mask_np, z.shape[0]))
     for k in totals.iw_samples:
       chunk = math.gcd(k, iw_chunk)
       bound = iw_bound_batch(model, params, x, jax.random.fold_in(kb, 2), k, chunk)
@@ -196,10 +222,20 @@ def evaluate_dataset(model, params, batches, key, *, au_samples: int = 100,
   if totals.count == 0:
     raise ValueError("evaluate_dataset: no examples (the batches were empty or fully "
                      "masked)")
-  return _summary(totals, au_x, au_c, au_noise, au_samples, au_threshold, mi_paths)
+  return _summary(totals, au_x, au_c, au_noise, au_total, au_samples, au_threshold,
+                  share_threshold, mi_paths)
 
 
-def _summary(totals, au_x, au_c, au_noise, au_samples, au_threshold, mi_paths) -> dict:
+def x_variance_share(var_x, var_total):
+  """Per unit: Var_x(E_q[u|x]) / Var(u), the share of the unit's variance under the
+  aggregate posterior that x explains (law of total variance: in [0, 1]; the estimate
+  clipped to it). Scale-free, unlike Burda's absolute threshold: rescaling a layer
+  (z_i -> a z_i, which the layers around it can absorb) leaves it unchanged."""
+  return np.clip(np.asarray(var_x) / np.maximum(np.asarray(var_total), 1e-30), 0.0, 1.0)
+
+
+def _summary(totals, au_x, au_c, au_noise, au_total, au_samples, au_threshold,
+             share_threshold, mi_paths) -> dict:
   count = totals.count
   kl = totals.kl / count
   elbo = totals.log_px / count - kl.sum()
@@ -214,6 +250,12 @@ def _summary(totals, au_x, au_c, au_noise, au_samples, au_threshold, mi_paths) -
     out["active_units_x"] = [int((v > au_threshold).sum()) for v in var_x]
     out["active_units_conditional"] = [int((m.variance() > au_threshold).sum()) for m in au_c]
     out["active_units_samples"] = au_samples
+    share = [x_variance_share(v, t.variance()) for v, t in zip(var_x, au_total)]
+    out["x_share_units"] = [int((r >= share_threshold).sum()) for r in share]
+    out["x_share_layer"] = [float(np.clip(np.maximum(v, 0).sum() / max(t.variance().sum(),
+                                                                        1e-30), 0, 1))
+                            for v, t in zip(var_x, au_total)]
+    out["x_share_threshold"] = share_threshold
   out["bits_per_dim_elbo"] = -elbo / (totals.num_pixels * math.log(2))
   for k in totals.iw_samples:
     out[f"iw_bound_k{k}"] = totals.iw[k] / count

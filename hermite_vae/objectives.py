@@ -189,10 +189,22 @@ def rho_at(step, rho, anneal_steps: int):
 
 
 def free_bits_kl(kl_per_layer, free_bits: float):
-  """Kingma et al. (2016): each layer's batch-mean KL counts as max(free_bits, KL)."""
+  """Free bits (Kingma et al., 2016) where a layer's term is a KL: ``kl_per_layer`` [L]
+  (batch means, bottom to top) with the top layer's entry replaced by
+  max(free_bits, KL(q(z_L|.) || N(0, I))) — analytic, >= 0.
+
+  The other entries are sampled terms log q(z_i|z_{i-1}) - log p(z_i|z_{i+1}) whose
+  batch mean estimates E[log q - log p], which is not a KL and is often negative (a
+  layer above that encodes z_i's own noise makes p(z_i|.) sharper than q(z_i|.)). A
+  floor max(free_bits, .) on such a term would make it a constant and stop the gradient
+  of p(z_i|.) and of the encoders above through it; they are left unchanged. (In this
+  bottom-up hierarchy p(z_i|z_{i+1}) depends on z_i through z_{i+1} ~ q(.|z_i), so
+  there is no closed-form per-layer KL below the top; floors on the nested KLs from a
+  layer up would telescope into one floor on the total.)
+  """
   if free_bits <= 0:
     return kl_per_layer
-  return jnp.maximum(kl_per_layer, free_bits)
+  return kl_per_layer.at[-1].set(jnp.maximum(kl_per_layer[-1], free_bits))
 
 
 # ----------------------------------------------------------------- objectives

@@ -47,10 +47,6 @@ from hermite_vae.state import (TrainState, create_model, create_optimizer,  # no
 log = logging.getLogger(__name__)
 
 
-def _global_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
-
-
 def train_step(state: TrainState, x, base_key, *, model, tx, cfg: objectives.ObjectiveConfig,
                stop_on_nonfinite: bool, grad_clip_norm: float = 0.0):
   """One optimizer step. Pure; jit it with ``donate_argnums=0``.
@@ -64,7 +60,7 @@ def train_step(state: TrainState, x, base_key, *, model, tx, cfg: objectives.Obj
   key = jax.random.fold_in(base_key, state.step)
   grad_fn = jax.value_and_grad(objectives.loss_and_metrics, has_aux=True)
   (loss, metrics), grads = grad_fn(state.params, model, x, key, state.step, cfg)
-  grad_norm = _global_norm(grads)       # non-finite iff some gradient is
+  grad_norm = optax.tree_utils.tree_norm(grads)  # non-finite iff some gradient is
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   ok = finite & (state.first_nonfinite_step < 0) if stop_on_nonfinite else finite
 
@@ -160,7 +156,8 @@ def evaluate(model, params, images, config, mesh, key):
       model, params, data.eval_batches(images, config.eval_batch_size, mesh,
                                       config.eval_max_examples), key,
       au_samples=config.au_samples, au_threshold=config.au_threshold,
-      iw_samples=config.eval_iw_samples, mi_paths=config.mi_paths)
+      iw_samples=config.eval_iw_samples, mi_paths=config.mi_paths,
+      share_threshold=config.x_share_threshold)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -142,9 +142,9 @@ def test_active_units_on_constructed_encoder():
   params = _constructed_params()
   means = evaluation.posterior_means(MODEL, params, x, 50, jax.random.PRNGKey(0))
   # Noise-corrected x-based variance (what evaluate_dataset counts), and the raw one.
-  var_x = [np.var(np.asarray(m), axis=0) - np.mean(np.asarray(n), axis=0) for m, _, n in means]
-  raw_x = [np.var(np.asarray(m), axis=0) for m, _, _ in means]
-  var_c = [np.var(np.asarray(m_c), axis=0) for _, m_c, _ in means]
+  var_x = [np.var(np.asarray(m), axis=0) - np.mean(np.asarray(n), axis=0) for m, _, n, _ in means]
+  raw_x = [np.var(np.asarray(m), axis=0) for m, _, _, _ in means]
+  var_c = [np.var(np.asarray(m_c), axis=0) for _, m_c, _, _ in means]
   # Layer 1: only unit 0 depends on x (identical counts: E[z1|x] needs no sampling).
   assert (var_x[0] > 0.01).tolist() == [True, False, False]
   # Layer 2: unit 0 follows z1's pure-noise unit -> conditionally active only.
@@ -300,3 +300,59 @@ def test_example_cap_and_padding_count_each_example_once():
   np.testing.assert_allclose(out["elbo_nats"], np.concatenate(elbos).mean(), rtol=1e-5)
   np.testing.assert_allclose(out["kl_per_layer_nats"], np.concatenate(kls, 1).mean(1),
                              rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# I(x; z) precision and the scale-free activity share.
+
+def _pairwise_float64(z, loc, scale):
+  z, loc, scale = (np.asarray(a, np.float64) for a in (z, loc, scale))
+  diff = (z[:, None, :] - loc[None]) / scale[None]
+  return (-0.5 * (diff ** 2).sum(-1) - np.log(scale).sum(-1)[None]
+          - 0.5 * z.shape[-1] * np.log(2 * np.pi))
+
+
+def test_pairwise_log_normal_of_a_sharp_layer_matches_float64():
+  """A 40-unit layer of scale 1e-3 whose means sit around 3: the expanded quadratic form
+  (z^2/s^2 - 2 z loc/s^2 + loc^2/s^2, terms of ~1e7 per unit) loses tens of nats in
+  float32; the direct distance stays within a fraction of a nat of float64."""
+  r = np.random.default_rng(0)
+  loc = (3.0 + r.normal(size=(32, 40))).astype(np.float32)
+  scale = np.full((32, 40), 1e-3, np.float32)
+  z = (loc + scale * r.normal(size=(32, 40))).astype(np.float32)
+  want = _pairwise_float64(z, loc, scale)
+  got = np.asarray(evaluation.pairwise_log_normal(jnp.asarray(z), jnp.asarray(loc),
+                                                  jnp.asarray(scale)), np.float64)
+  diag = np.diagonal(want)                                 # the values that matter: ~ +250
+  assert np.abs(np.diagonal(got) - diag).max() < 0.05 * 40
+  assert np.all(np.abs(got - want) <= 1e-5 * np.abs(want) + 0.05)
+
+
+def test_pairwise_log_normal_runs_no_matmul():
+  """No dot_general in the distance: its precision cannot depend on the backend's matmul
+  precision (TF32 on NVIDIA GPUs by default, bfloat16 passes on TPUs)."""
+  z, loc, scale = jnp.ones((4, 3)), jnp.zeros((5, 3)), jnp.ones((5, 3))
+  jaxpr = str(jax.make_jaxpr(evaluation.pairwise_log_normal)(z, loc, scale))
+  assert "dot_general" not in jaxpr
+  # Under the lowest matmul precision the values do not move.
+  with jax.default_matmul_precision("bfloat16"):
+    low = evaluation.pairwise_log_normal(z + 0.123456, loc, scale)
+  np.testing.assert_array_equal(low, evaluation.pairwise_log_normal(z + 0.123456, loc, scale))
+
+
+def test_x_variance_share_is_the_explained_share_and_scale_free():
+  np.testing.assert_allclose(evaluation.x_variance_share([0.5, -0.1, 2.0], [1.0, 1.0, 1.0]),
+                             [0.5, 0.0, 1.0])
+  np.testing.assert_allclose(evaluation.x_variance_share([0.5 * 1e-6], [1e-6]), [0.5])
+
+
+def test_x_share_on_constructed_encoder():
+  """z1_0 is a function of x (share ~ 1); z1_1 is pure noise (share ~ 0); z2_0 follows
+  only that noise (share ~ 0: it is counted by neither the x-based count nor the share,
+  though conditionally active), z2_1 follows z1_0 (share ~ 1)."""
+  x = (jax.random.uniform(jax.random.PRNGKey(4), (400, 6)) < 0.5).astype(jnp.float32)
+  out = evaluation.evaluate_dataset(MODEL, _constructed_params(), [(x, jnp.ones(400))],
+                                    jax.random.PRNGKey(0), au_samples=50)
+  assert out["x_share_units"] == [1, 1]
+  assert 0.0 <= out["x_share_layer"][1] <= 1.0
+  assert out["x_share_threshold"] == 0.1

@@ -51,3 +51,22 @@ def test_matmuls_alone_runs_the_same_matmuls():
   np.testing.assert_allclose(outs[0], jax.lax.dot_general(a0, b0, op0.dimension_numbers),
                              rtol=1e-6)
   assert sum(op.flops * n for op, n in ops.items()) == matmul_flops(grad, w)
+
+
+def test_parallel_sweep_gives_the_runs_of_a_serial_one(tmp_path):
+  """train_many with K = 2 (one process per run, one thread each) and K = 1 (in this
+  process): every run's final metrics are equal."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from configs import smoke  # pylint: disable=g-import-not-at-top
+  base = smoke.with_overrides(num_train_steps=4, checkpoint_every=4, eval_every=4,
+                              mi_paths=4, eval_max_examples=40)
+  runs = {}
+  for k in (1, 2):
+    jobs = sweeps.seed_jobs(base, str(tmp_path / f"k{k}"), [0, 1])
+    runs[k] = sweeps.train_many(jobs, parallel=k)
+  assert runs[1][0]["elbo_nats"] != runs[1][1]["elbo_nats"]      # two seeds, two runs
+  for a, b in zip(runs[1], runs[2]):
+    assert {k: v for k, v in a.items()} == {k: v for k, v in b.items()}
+  assert os.path.exists(tmp_path / "k2" / "seed_1" / sweeps.REQUEST)
+  assert json.load(open(tmp_path / "k2" / "seed_0" / "config.json"))["config"]["seed"] == 0

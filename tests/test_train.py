@@ -377,3 +377,48 @@ def test_bfloat16_model_outputs_and_densities_are_float32():
   hlo = jax.jit(lambda p: objectives.layer_terms(model, p, x, jax.random.PRNGKey(2)).kl
                 ).lower(params).as_text()
   assert "bf16" in hlo
+
+
+def test_bfloat16_heads_and_the_generators_first_layer_compute_in_float32():
+  """Under compute_dtype=bfloat16, each generator's matmuls in order: its first trunk
+  layer in float32 (the latent input, with its OU perturbations, is not rounded to
+  bf16's 2^-8), the next in bfloat16, the loc and scale heads in float32; and loc equals
+  the float32 head applied to the trunk's output."""
+  cfg = _config(compute_dtype="bfloat16")
+  model = train.create_model(cfg, 784)
+  x = (jax.random.uniform(jax.random.PRNGKey(0), (4, 784)) < 0.2).astype(jnp.float32)
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+  z = 1.0 + jax.random.normal(jax.random.PRNGKey(3), (4, model.latent_dims[1])) * 0.1
+  gen = lambda p, z: model.apply({"params": p}, 0, z, method=model.generate_layer)
+  jaxpr = jax.make_jaxpr(gen)(params, z)
+  dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+  dtypes = [str(e.invars[0].aval.dtype) for e in dots]
+  assert dtypes == ["float32", "bfloat16", "float32", "float32"], dtypes
+  loc, _ = gen(params, z)
+  p, h = params["p_z1"], z
+  for j in range(cfg.deterministic_layers):
+    dense = p["mlp"][f"dense_{j}"]
+    dt = jnp.float32 if j == 0 else jnp.bfloat16
+    h = jnp.tanh(h.astype(dt) @ dense["kernel"].astype(dt) + dense["bias"].astype(dt))
+  want = h.astype(jnp.float32) @ p["loc"]["kernel"] + p["loc"]["bias"]
+  np.testing.assert_allclose(loc, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("key,value", [("free_bits", 0.5), ("kl_warmup_steps", 10),
+                                       ("kl_warmup_start", 5)])
+def test_iwae_rejects_kl_settings_it_would_ignore(key, value):
+  from hermite_vae import config_lib  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=f"config.{key}=.*method=iwae"):
+    config_lib.validate(_config(method="iwae", **{key: value}))
+
+
+def test_a_runs_keys_are_distinct_and_the_terms_split_their_key():
+  keys = rng.run_keys(0)
+  assert sorted(keys) == sorted(rng.RUN_STREAMS)
+  raw = {tuple(np.asarray(jax.random.key_data(k)).ravel()) for k in keys.values()}
+  assert len(raw) == len(keys)
+  path_key, ou_key = rng.terms_keys(jax.random.PRNGKey(0))
+  layer = [tuple(np.asarray(jax.random.key_data(f(i))).ravel()) for i in range(4)
+           for f in (lambda i: jax.random.fold_in(path_key, i),
+                     lambda i: rng.ou_layer_key(ou_key, i))]
+  assert len(set(layer)) == len(layer)

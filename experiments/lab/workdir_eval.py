@@ -16,7 +16,7 @@ from hermite_vae import workdir as workdir_lib
 
 def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=100,
                      chunk=500,
-                     max_examples=0, au_samples=100, mi_paths=10, seed=0):
+                     max_examples=0, au_samples=100, mi_paths=100, seed=0):
   """Evaluates the original model of ``workdir`` on ``split`` (default: the run's
   eval_split): ELBO, L_1, L_100, L_K, active units, I(x; z_i), bits/dim. Writes
   ``workdir/eval_<split>.json`` and returns the metrics."""
@@ -32,7 +32,8 @@ def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=
   t0 = time.time()
   result = evaluation.evaluate_dataset(
       model, params, data.eval_batches(images, batch_size, mesh, max_examples), jax.random.PRNGKey(seed),
-      au_samples=au_samples, iw_samples=ks, iw_chunk=chunk, mi_paths=mi_paths)
+      au_samples=au_samples, au_threshold=config.au_threshold, iw_samples=ks, iw_chunk=chunk,
+      mi_paths=mi_paths, share_threshold=config.x_share_threshold)
   result.update(seconds=time.time() - t0, step=step, split=split or loaded.info["eval_split"],
                 data=loaded.info, device=str(jax.devices()[0].platform))
   name = re.sub(r"[^A-Za-z0-9_.-]+", "_", result["split"])

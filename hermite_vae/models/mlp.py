@@ -55,7 +55,7 @@ class MLPHierarchicalVAE(LayerwiseHierarchy):
     self.generators = [
         GaussianLayer((self.hidden_dims[i + 1],) * depth, self.latent_dims[i], self.min_scale,
                       self.max_scale, self.dtype, init("generator"), self.skip_init,
-                      name=f"p_z{i + 1}") for i in range(num - 1)]
+                      first_dtype=jnp.float32, name=f"p_z{i + 1}") for i in range(num - 1)]
     check_likelihood(self.likelihood)
     layers.check_skip_init(self.skip_init)
     if self.skip_connections:

@@ -96,18 +96,22 @@ class ConvGaussianLayer(nn.Module):
   dtype: Any = jnp.float32
   initialization: str = layers.DEFAULT_INIT
   skip_init: str = layers.DEFAULT_SKIP_INIT
+  # Compute dtype of the input convolution (None: ``dtype``); float32 for generators, as
+  # layers.TanhMLP's first_dtype. The loc/scale heads always compute in float32.
+  first_dtype: Any = None
 
   @nn.compact
   def __call__(self, h, context=None):
     own = self.in_shape[-1]
     h = _with_context_maps(_to_maps(h, self.in_shape), context, self.in_shape[:2])
-    h = nn.Conv(self.channels, (3, 3), strides=2 if self.downsample else 1, dtype=self.dtype,
+    h = nn.Conv(self.channels, (3, 3), strides=2 if self.downsample else 1,
+                dtype=self.first_dtype if self.first_dtype is not None else self.dtype,
                 name="conv_in", **context_initializers(self.initialization, own,
                                                        h.shape[-1] - own, self.skip_init, 9))(h)
     for j in range(self.num_blocks):
       h = ResBlock(self.channels, self.dtype, self.initialization, name=f"block_{j}")(h)
-    h = jax.nn.elu(h)
-    head = lambda role: nn.Conv(self.latent_channels, (3, 3), dtype=self.dtype, name=role,
+    h = jax.nn.elu(h).astype(jnp.float32)
+    head = lambda role: nn.Conv(self.latent_channels, (3, 3), dtype=jnp.float32, name=role,
                                 **initializers(self.initialization, 9 * h.shape[-1], role,
                                                self.min_scale, self.max_scale,
                                                self.latent_channels))
@@ -202,6 +206,7 @@ class ResNetHierarchicalVAE(LayerwiseHierarchy):
     self.generators = [
         ConvGaussianLayer(maps[i + 1], self.latent_channels[i], name=f"p_z{i + 1}",
                           initialization=init("generator"), skip_init=self.skip_init,
+                          first_dtype=jnp.float32,
                           **common)
         for i in range(self.num_layers - 1)]
     if self.skip_connections:
