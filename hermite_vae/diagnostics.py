@@ -11,7 +11,13 @@
   Var[U_rho f] = E[f(z) f(z'')] - E[f]^2 with corr(z, z'') = rho^2, and predicted from the
   spectrum as sum_k rho^{2k} E_k.
 
-Both run on the original model's parameters and never change them.
+* :func:`surrogate_gap` — the paper's §3 bias, measured: per generator layer,
+  E[log N(z_i; Û_rho mu_i, Û_rho sigma_i)] - E[log N(z_i; mu_i, sigma_i)] in nats over
+  posterior paths and OU noise, the amount by which the objective the substitution
+  gradient follows exceeds the ELBO's term (docs/theory.md), beside
+  :func:`kappa` = (1 - rho^2)(1 - 1/n), its degree-1 factor.
+
+All run on the original model's parameters and never change them.
 """
 from __future__ import annotations
 
@@ -23,7 +29,68 @@ import jax.numpy as jnp
 import numpy as np
 
 from hermite_vae import objectives
-from hermite_vae.models import hierarchy
+from hermite_vae.models import hierarchy, layers
+from hermite_vae.ou import correlated_samples
+
+
+# ------------------------------------------------------------ surrogate gap
+
+def kappa(rho: float, num_ou_samples: int) -> float:
+  """(1 - rho^2)(1 - 1/n): the factor of the degree-1 Hermite energy of mu_i in the
+  surrogate gap of the substitution gradient (docs/theory.md). 0 at n = 1 or rho = 1."""
+  if not 0.0 <= rho <= 1.0 or num_ou_samples < 1:
+    raise ValueError(f"kappa(rho={rho}, n={num_ou_samples}): need rho in [0, 1], n >= 1")
+  return (1.0 - rho ** 2) * (1.0 - 1.0 / num_ou_samples)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+def _gap_draws(model, params, x, keys, rho, num_ou_samples, smooth_target):
+  """[draws, L - 1]: per draw (posterior path and OU noise of one key) and generator
+  layer, the batch mean of log N(z_i; Û mu_i, Û sigma_i) - log N(z_i; mu_i, sigma_i)."""
+  variables = {"params": params}
+
+  def one(key):
+    path_key, ou_key = jax.random.split(key)
+    path = objectives.encode_path(model, params, x, path_key)
+    contexts = objectives.path_contexts(model, params, path)
+    gaps = []
+    for i in range(len(path) - 1):
+      z = path[i][0]
+      z_above, loc, scale = path[i + 1]
+      gen = lambda h, i=i: hierarchy.generate(model, variables, i, h, contexts[i])
+      original = layers.gaussian_log_prob(z, *gen(z_above))
+      points = correlated_samples(jax.random.fold_in(ou_key, i), z_above, rho,
+                                  num_ou_samples, loc, scale)      # [n, B, d]
+      mus, sigmas = jax.vmap(gen)(points)
+      if smooth_target == "ratio":
+        smoothed = layers.gaussian_log_prob_ratio(z, jnp.mean(mus / sigmas, 0),
+                                                  jnp.mean(sigmas, 0))
+      else:
+        smoothed = layers.gaussian_log_prob(z, jnp.mean(mus, 0), jnp.mean(sigmas, 0))
+      gaps.append(jnp.mean(smoothed - original))
+    return jnp.stack(gaps)
+
+  return jax.lax.map(one, keys)
+
+
+def surrogate_gap(model, params, x, key, *, rho, num_ou_samples, num_draws=16,
+                  smooth_target="mean_std") -> dict:
+  """The §3 bias per generator layer p(z_i|z_{i+1}), bottom to top, in nats per example:
+  ``gap`` = E[log N(z_i; Û mu_i, Û sigma_i)] - E[log N(z_i; mu_i, sigma_i)] over
+  ``num_draws`` draws of the posterior path and of the n OU samples (eq. 4) on ``x``,
+  ``gap_std_err`` its standard error over draws, ``kappa`` (the same for every layer).
+  The substitution gradient follows ELBO + sum_i gap_i in expectation (docs/theory.md);
+  at n = 1 every gap is 0 in expectation. Cost: ``num_draws`` x (one posterior path and
+  n + 1 evaluations of every generator layer) on ``x``."""
+  if num_draws < 2:
+    raise ValueError(f"num_draws={num_draws}: need >= 2 for a standard error")
+  keys = jax.random.split(key, num_draws)
+  draws = np.asarray(_gap_draws(model, params, x, keys, float(rho), int(num_ou_samples),
+                                smooth_target), np.float64)
+  return {"gap": draws.mean(0).tolist(),
+          "gap_std_err": (draws.std(0, ddof=1) / math.sqrt(num_draws)).tolist(),
+          "kappa": kappa(float(rho), int(num_ou_samples)), "rho": float(rho),
+          "num_ou_samples": int(num_ou_samples)}
 
 
 # -------------------------------------------------------------- gradient variance
@@ -204,10 +271,14 @@ def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_dr
   """What the trainer logs every ``diagnostics_every`` steps (split ``diagnostics``), per
   intermediate generator layer p(z_i|z_{i+1}), bottom to top: the relative and total
   variance of the KL term's gradient at the run's rho (``grad_var_relative``,
-  ``grad_var_trace``) and Var[U_rho mu_i] / Var[mu_i] under the posterior (eq. 5,
-  ``var_ratio_mu``)."""
+  ``grad_var_trace``), Var[U_rho mu_i] / Var[mu_i] under the posterior (eq. 5,
+  ``var_ratio_mu``) and the surrogate gap (``surrogate_gap_nats``, :func:`surrogate_gap`;
+  ``kappa``)."""
   num_generators = len(model.latent_dims) - 1
   out = {"grad_var_relative": [], "grad_var_trace": [], "var_ratio_mu": []}
+  gap = surrogate_gap(model, params, x, jax.random.fold_in(key, 200), rho=rho,
+                      num_ou_samples=num_ou_samples, num_draws=max(num_draws, 2))
+  out["surrogate_gap_nats"], out["kappa"] = gap["gap"], gap["kappa"]
   path = objectives.encode_path(model, params, x, jax.random.fold_in(key, 0))
   contexts = objectives.path_contexts(model, params, path)
   variables = {"params": params}
