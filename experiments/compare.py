@@ -17,6 +17,11 @@ gives mean ± sd over seeds with every seed's value; ``compare.json`` and ``comp
 hold each seed's evaluation. Or only collect existing runs: ``--collect=/path/a,/path/b``,
 each a training workdir or a folder of ``seed_<s>`` workdirs (aggregated over its seeds),
 optionally labelled: ``--collect='hvae rho 0.7=/tmp/abl_07/hvae'``.
+
+A method may carry config overrides after ``@``: ``--methods=vae,hvae,hvae@rho=0.8@num_ou_samples=2``
+(workdir ``<workdir>/hvae@rho=0.8@num_ou_samples=2/seed_<s>``). ``--parallel=K`` trains K
+runs at once, one process each (``lab/sweeps.train_many``), seed by seed: every method's
+seed 0 is trained before any seed 1.
 """
 import json
 import os
@@ -40,6 +45,8 @@ flags.DEFINE_list("seeds", ["0"], "Seeds: one workdir each (<workdir>/<method>/s
 flags.DEFINE_list("kl_warmup", [], "start,steps for +kl presets (default 10000,500000).")
 flags.DEFINE_integer("num_importance_samples", 100, "K of the reported bound (paper: L100).")
 flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N validation examples.")
+flags.DEFINE_integer("parallel", 1, "Trainings at once, one process each (CPU: 2 on 2 cores).")
+flags.DEFINE_bool("train_only", False, "Train (or resume) every run, skip the table.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -74,6 +81,25 @@ def markdown_table(groups) -> str:
   return "\n".join(lines)
 
 
+def method_config(base, spec: str):
+  """``name`` or ``name@key=value@key=value``: the preset ``name`` applied to ``base``,
+  then each override (parsed as a Python literal when it is one)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  name, *overrides = spec.split("@")
+  c = config_lib.apply_method(base.copy_and_resolve_references(), name)
+  for item in overrides:
+    key, sep, value = item.partition("=")
+    if not sep or key not in c:
+      raise ValueError(f"--methods={spec!r}: {item!r} is not key=value of a config key")
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    c[key] = value
+  config_lib.validate(c)
+  return name, c
+
+
 def seed_workdirs(path: str) -> list[str]:
   """A training workdir itself, or the ``seed_<s>`` workdirs inside ``path``."""
   if os.path.exists(os.path.join(path, "config.json")):
@@ -95,12 +121,19 @@ def main(argv):
     label, _, path = spec.rpartition("=")
     runs.append((label or os.path.basename(os.path.normpath(path)), seed_workdirs(path)))
   if not runs:
-    for name in FLAGS.methods:
-      c = config_lib.apply_method(FLAGS.config.copy_and_resolve_references(), name)
+    configs = {}
+    for spec in FLAGS.methods:
+      name, c = method_config(FLAGS.config, spec)
       if FLAGS.kl_warmup and name.endswith("+kl"):
         c.kl_warmup_start, c.kl_warmup_steps = (int(v) for v in FLAGS.kl_warmup)
-      results = sweeps.train_seeds(c, os.path.join(FLAGS.workdir, name), seeds)
-      runs.append((name, [r["workdir"] for r in results]))
+      configs[spec] = c
+    jobs = {spec: sweeps.seed_jobs(c, os.path.join(FLAGS.workdir, spec), seeds)
+            for spec, c in configs.items()}
+    order = [jobs[spec][i] for i in range(len(seeds)) for spec in FLAGS.methods]
+    sweeps.train_many(order, FLAGS.parallel)
+    runs = [(spec, [w for _, w in jobs[spec]]) for spec in FLAGS.methods]
+    if FLAGS.train_only:
+      return
   groups, rows = [], []
   for name, workdirs in runs:
     results = []

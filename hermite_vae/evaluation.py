@@ -4,7 +4,7 @@
 * Importance-weighted bounds L_K = E log (1/K) sum_k p(x, z^k) / q(z^k|x) (Burda et al.),
   computed in chunks of samples with a running logsumexp, so memory is O(chunk x batch)
   whatever K (L_100, L_5000 of the paper).
-* Active units, two counts per layer, side by side:
+* Active units, two counts per layer, side by side, and a scale-free share:
     - ``active_units_x`` (Burda et al.): A_u = Cov_x(E_q[u|x]) > threshold, with
       E_q[z_i|x] for i > 1 estimated by averaging loc(q(z_i|z_{i-1})) over
       ``num_samples`` sampled paths z_1..z_{i-1} of the layers below (default 100). The
@@ -14,17 +14,24 @@
       estimates Var_x(E_q[u|x]) itself;
     - ``active_units_conditional``: Cov over sampled (x, z_{i-1}) of E_q[z_i|z_{i-1}],
       one sample path per x. A layer that only encodes the noise of a collapsed layer
-      below looks active here but not in the x-based count.
+      below looks active here but not in the x-based count;
+    - ``x_share_units`` / ``x_share_layer``: Var_x(E_q[u|x]) / Var(u), the share of each
+      unit's variance that x explains (:func:`x_variance_share`), thresholded per unit
+      and summed per layer; unlike Burda's absolute threshold it does not depend on the
+      layer's scale.
 * Mutual information I(x; z_i) per layer with the aggregate-posterior estimator of He et
   al. (2019), I = E_x E_{q(z_i|x)}[log q(z_i|x) - log q(z_i)], extended to upper layers,
   whose q(z_i|x) = E_{z_{i-1}|x} q(z_i|z_{i-1}) is a mixture: the sample z_i comes from
   one sampled path and q(z_i|x) is estimated with the ``mi_paths - 1`` *other* paths
-  (leave-one-out), q(z_i) by the mixture of those over the examples of the batch. With
-  the sample's own path in the mixture, a layer that only encodes the noise of the layer
-  below (I(x; z_i) = 0 by the data-processing inequality) would score up to log(batch)
-  nats, its sample sitting on its own sharp component. Bounded by log(batch size); zero
-  for a layer that carries no information about x, unlike the conditional active-unit
-  count. Needs ``mi_paths >= 2``.
+  (leave-one-out), q(z_i) by the mixture of those over the examples of the batch.
+  Densities from the direct distance (``pairwise_log_normal``, no matmul). What it can
+  resolve: bounded by log(batch size); consistent for z_1; for upper layers the
+  mixture's log is biased down (Jensen), more so the sharper the layer relative to the
+  spread of its components over paths, so a sharp informative layer can score negative
+  with few paths; a layer that only encodes the noise of the layer below has
+  I(x; z_i) = 0 and scores <= 0 up to Monte-Carlo error (with the sample's own path in
+  the mixture it would score log(batch)). A value <= 0 is no evidence either way
+  (docs/evaluation.md). Needs ``mi_paths >= 2``.
 * Bits per dimension: -bound / (D ln 2) for likelihoods over D pixels.
 """
 from __future__ import annotations

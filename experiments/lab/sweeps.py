@@ -79,12 +79,15 @@ def _cpu_sets(parallel: int) -> list:
   return [cpus[i * per:(i + 1) * per] for i in range(parallel)]
 
 
-def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True) -> list[dict]:
+def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True,
+               limit_threads: bool = True) -> list[dict]:
   """``train_or_collect`` for every ``(config, workdir)`` of ``jobs``, in order.
 
   ``parallel=1``: one after another in this process. ``parallel=K > 1``: up to K at once,
   each in its own process (``run_one.py``) limited to ``cpus // K`` threads and, with
-  ``pin``, pinned to its own CPUs with ``taskset``. Each run trains from its own config
+  ``pin``, pinned to its own CPUs with ``taskset`` (``limit_threads=False`` with
+  ``pin=False``: workers with XLA's default threads, competing for every CPU). Each run
+  trains from its own config
   and seed whatever runs beside it: the same workdir files, resumable the same way.
   Returns each job's last evaluation. A worker that fails raises ``RuntimeError`` naming
   its workdir and log (``workdir/worker.log``) after the other workers finish.
@@ -112,7 +115,9 @@ def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True) -> li
       if pin and cpus is not None:
         cmd = ["taskset", "-c", ",".join(map(str, cpus))] + cmd
       with open(os.path.join(workdir, "worker.log"), "a") as log_file:
-        code = subprocess.call(cmd, env=worker_env(len(cpus) if cpus else threads),
+        env = (worker_env(len(cpus) if pin and cpus else threads) if limit_threads
+               else dict(os.environ))
+        code = subprocess.call(cmd, env=env,
                                stdout=log_file, stderr=subprocess.STDOUT)
     finally:
       slots.put(cpus)

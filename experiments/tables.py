@@ -1,0 +1,206 @@
+"""The tables of ``docs/`` generated from the run summaries in ``docs/runs/``.
+
+    python experiments/tables.py            # rewrite every generated block
+    python experiments/tables.py --check    # exit 1 if a block differs from its data
+    python experiments/tables.py --figures  # also redraw docs/figures/ from the data
+
+A generated block of a Markdown page sits between ``<!-- BEGIN GENERATED: name -->`` and
+``<!-- END GENERATED: name -->``; everything between them is replaced by ``TABLES[name]``
+computed from the JSON summaries (``experiments/summarize_runs.py``). Nothing in such a
+block is typed by hand, so a table cannot drift from its data
+(``tests/test_tables.py`` regenerates them from the committed files).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = os.path.join(ROOT, "docs", "runs")
+PAGES = [os.path.join(ROOT, "docs", "results.md")]
+BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
+                   r"(<!-- END GENERATED: (?P=name) -->)", re.S)
+
+# A layer is informative about x in a run when at least this many of its units have at
+# least the run's x_share_threshold (0.1) of their variance explained by x.
+MIN_SHARE_UNITS = 2
+
+
+def load(group: str, runs_dir: str = RUNS) -> list[dict]:
+  out = []
+  for path in sorted(glob.glob(os.path.join(runs_dir, group, "*.json"))):
+    with open(path) as f:
+      out.append(json.load(f))
+  return out
+
+
+def mean_sd(values, digits=1) -> str:
+  v = np.asarray(values, float)
+  sd = v.std(ddof=1) if v.size > 1 else 0.0
+  each = ", ".join(f"{x:.{digits}f}" for x in v)
+  return f"{v.mean():.{digits}f} ± {sd:.{digits}f} ({each})"
+
+
+def per_layer_mean(runs, key, digits=1) -> str:
+  cols = np.asarray([r["final"][key] for r in runs], float)
+  return " ".join(f"{c:.{digits}f}" for c in cols.mean(0))
+
+
+def informative(run) -> list[bool]:
+  return [u >= MIN_SHARE_UNITS for u in run["final"]["x_share_units"]]
+
+
+def kappa(rho, n):
+  return (1 - rho**2) * (1 - 1 / n) if n else 0.0
+
+
+def _cells(runs):
+  """{(n, rho): [runs sorted by seed]}; n = 0 for the VAE."""
+  cells = {}
+  for r in runs:
+    c = r["config"]
+    n = int(c["num_ou_samples"]) if c["method"] == "hvae" else 0
+    rho = float(c["rho"]) if n else 1.0
+    cells.setdefault((n, rho), []).append(r)
+  return {k: sorted(v, key=lambda r: r["seed"]) for k, v in sorted(cells.items())}
+
+
+def rho_n_table(runs) -> str:
+  cells = _cells(runs)
+  head = ("| n | ρ | κ | seeds | ELBO | L100 | top KL | KL per layer z1..z4 (mean) | "
+          "x-based AU z1..z4 per seed | x-share units (≥ 0.1) z1..z4 per seed | "
+          "I(x; z_i) (mean) | surrogate gap z1..z3 (mean, nats) | seeds: z4 informative |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+  lines = []
+  for (n, rho), at in cells.items():
+    gap = ("—" if not n else " ".join(
+        _fmt_gap(np.mean([r["surrogate_gap"]["gap"][i] for r in at]))
+        for i in range(len(at[0]["surrogate_gap"]["gap"]))))
+    lines.append(
+        f"| {n or 'vae'} | {rho:g} | {kappa(rho, n):.3f} | "
+        f"{','.join(str(r['seed']) for r in at)} | "
+        f"{mean_sd([r['final']['elbo_nats'] for r in at])} | "
+        f"{mean_sd([r['iw_bound_k100'] for r in at])} | "
+        f"{mean_sd([r['final']['kl_per_layer_nats'][-1] for r in at], 2)} | "
+        f"{per_layer_mean(at, 'kl_per_layer_nats')} | "
+        f"{'; '.join(','.join(map(str, r['final']['active_units_x'])) for r in at)} | "
+        f"{'; '.join(','.join(map(str, r['final']['x_share_units'])) for r in at)} | "
+        f"{per_layer_mean(at, 'mutual_information_nats', 2)} | {gap} | "
+        f"{sum(informative(r)[-1] for r in at)}/{len(at)} |")
+  return head + "\n".join(lines) + "\n"
+
+
+def _fmt_gap(v):
+  return f"{v:.2g}" if abs(v) < 1e4 else f"{v:.1e}"
+
+
+def _logistic(x, a, b, c, w):
+  return a + b / (1 + np.exp(np.clip(-(x - c) / w, -50, 50)))
+
+
+def kappa_fit(runs) -> dict:
+  """Seed-mean top-layer KL against kappa over every hvae cell with n > 1 (and the
+  n = 1 cells, kappa = 0): a logistic fit y = a + b / (1 + exp(-(kappa - kappa_c) / w)),
+  its residual RMS against the seed sd, and per n the largest-jump critical rho."""
+  from scipy.optimize import curve_fit  # pylint: disable=g-import-not-at-top
+  cells = {k: v for k, v in _cells(runs).items() if k[0] >= 1}
+  xs = np.array([kappa(rho, n) for n, rho in cells])
+  ys = np.array([np.mean([r["final"]["kl_per_layer_nats"][-1] for r in v])
+                 for v in cells.values()])
+  sds = np.array([np.std([r["final"]["kl_per_layer_nats"][-1] for r in v], ddof=1)
+                  if len(v) > 1 else 0.0 for v in cells.values()])
+  out = {"cells": len(xs)}
+  try:
+    p, _ = curve_fit(_logistic, xs, ys, p0=[ys.min(), np.ptp(ys), np.median(xs), 0.02],
+                     maxfev=20000)
+    resid = ys - _logistic(xs, *p)
+    out.update(kappa_c=float(p[2]), width=float(abs(p[3])), low=float(p[0]),
+               high=float(p[0] + p[1]), rms_residual=float(np.sqrt(np.mean(resid**2))),
+               median_seed_sd=float(np.median(sds)),
+               worst=[float(xs[np.argmax(np.abs(resid))]), float(np.abs(resid).max())])
+  except (RuntimeError, ValueError):
+    out["kappa_c"] = None
+  return out
+
+
+def kappa_fit_text(runs) -> str:
+  fit = kappa_fit(runs)
+  if fit.get("kappa_c") is None:
+    return "The logistic fit in κ did not converge.\n"
+  lines = [f"Logistic fit of the seed-mean top-layer KL against κ over the {fit['cells']} "
+           f"hvae cells: κ_c = {fit['kappa_c']:.4f}, width {fit['width']:.4f}, from "
+           f"{fit['low']:.2f} to {fit['high']:.2f} nats; residual RMS "
+           f"{fit['rms_residual']:.2f} nats against a median seed sd of "
+           f"{fit['median_seed_sd']:.2f} (largest residual {fit['worst'][1]:.2f} nats at "
+           f"κ = {fit['worst'][0]:.3f})."]
+  for n in sorted({k[0] for k in _cells(runs) if k[0] > 1}):
+    rho_c = math.sqrt(max(0.0, 1 - fit["kappa_c"] / (1 - 1 / n)))
+    lines.append(f"* n = {n}: κ_c corresponds to ρ_c = {rho_c:.3f}.")
+  return "\n".join(lines) + "\n"
+
+
+TABLES = {
+    "rho_n_grid": lambda: rho_n_table(load("rho_n_grid")),
+    "rho_n_fit": lambda: kappa_fit_text(load("rho_n_grid")),
+}
+
+
+def render(text: str) -> str:
+  def sub(m):
+    name = m.group("name")
+    if name not in TABLES:
+      raise KeyError(f"generated block {name!r} has no entry in experiments/tables.py")
+    return m.group(1) + TABLES[name]() + m.group(4)
+  return BLOCK.sub(sub, text)
+
+
+def figures(out_dir=os.path.join(ROOT, "docs", "figures")):
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from lab import plots  # pylint: disable=g-import-not-at-top
+  os.makedirs(out_dir, exist_ok=True)
+  runs = load("rho_n_grid")
+  if runs:
+    rows = []
+    for r in runs:
+      c = r["config"]
+      n = int(c["num_ou_samples"]) if c["method"] == "hvae" else 0
+      rho = float(c["rho"]) if n else 1.0
+      rows.append({"rho": rho, "num_ou_samples": n, "kappa": kappa(rho, n),
+                   "seed": r["seed"], **r["final"]})
+    plots.rho_n_curves({"mnist": rows}, os.path.join(out_dir, "rho_n_top_kl_vs_rho.png"),
+                       os.path.join(out_dir, "rho_n_top_kl_vs_kappa.png"),
+                       title="4 x 40 MLP, 8,000 steps, 9k MNIST digits, 3 seeds")
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--check", action="store_true")
+  parser.add_argument("--figures", action="store_true")
+  args = parser.parse_args(argv)
+  stale = []
+  for page in PAGES:
+    with open(page) as f:
+      text = f.read()
+    new = render(text)
+    if new != text:
+      stale.append(page)
+      if not args.check:
+        with open(page, "w") as f:
+          f.write(new)
+  if args.figures:
+    figures()
+  if args.check and stale:
+    print("generated blocks differ from their data: " + ", ".join(stale))
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
