@@ -38,16 +38,14 @@ def default_config() -> ml_collections.ConfigDict:
   # (mu_i, sigma_i), only the Jacobian of (mu_i, sigma_i) smoothed.
   c.hvae_gradient = "substitute"
   # True: the backward pass evaluates the n OU samples one after another (lax.scan) instead
-  # of at once; same gradient, the memory of one sample (mnist_resnet, batch 32: HVAE peak
-  # 560 -> 317 MiB, the VAE's 318); slower on small models (mnist_mlp hvae5 on a 2-core
-  # CPU: 9.5 -> 13.2 ms/step).
+  # of at once; same gradient, the activation memory of one sample instead of n, fewer
+  # samples in flight (slower on small models). Measured: docs/performance.md.
   c.ou_sequential = False
   # True: every smoothed layer's backward pass completes before the Monte-Carlo samples of
   # the layer below are evaluated (``smooth(..., after=...)``), so the n-sample activations
   # of one layer are held at a time instead of XLA overlapping several layers. Same values
-  # and gradients. On the 2-core CPU: mnist_mlp hvae (n = 5) peak 1.18-1.21x -> 1.11-1.12x
-  # the VAE's but 11-31% slower steps (less parallelism between layers); mnist_resnet,
-  # batch 32: 577 -> 539 MiB. ou_sequential saves far more memory, at a larger time cost.
+  # and gradients; less parallelism between layers. ou_sequential saves more memory, at a
+  # larger time cost. Measured: docs/performance.md.
   c.ou_chain_layers = False
   c.num_iw_samples = 5            # k for method=iwae
   c.kl_warmup_start = 0           # KL annealing: weight 0 for this many steps,
@@ -69,9 +67,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.min_scale = layers.MIN_SCALE
   # Smooth upper bound on every Gaussian scale (0: off). Collapsed intermediate layers
   # have q(z_i|.) ~ p(z_i|z_{i+1}) whatever their common scale, which then drifts upward
-  # without anchor (to ~24 after 20k steps on MNIST), feeding +-100 inputs to the tanh
-  # layers above and causing loss spikes. Bounding it at 3 removed most spikes and
-  # improved the 20k-step validation ELBO of the 40-40-40-40 HVAE from -138.0 to -118.6.
+  # without anchor, feeding large inputs to the tanh layers above and causing loss
+  # spikes (docs/stability.md).
   c.max_scale = layers.MAX_SCALE
   # How every kernel and bias starts: one of layers.INITS, default layers.DEFAULT_INIT
   # (small_heads). What each does and why the default: models/layers.py and
@@ -103,10 +100,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.learning_rate = 1e-3
   c.lr_schedule = "constant"      # constant | cosine
   c.warmup_steps = 0
-  # Global-norm clipping (0: off). On by default: without it the 40-40-40-40 model at
-  # lr 1e-3 diverged after ~8k steps on MNIST (an outlier batch with a sharp p(z_1|z_2)
-  # gave a gradient norm of 4e5 against a typical ~50, and Adam never recovered); with
-  # clipping at 100 the same batch is absorbed.
+  # Global-norm clipping (0: off). On by default: an outlier batch under a sharp
+  # p(z_1|z_2) can give a gradient orders of magnitude above the typical norm, from
+  # which Adam does not recover (docs/stability.md).
   c.grad_clip_norm = 100.0
   c.skip_nonfinite = False        # True: skip non-finite updates instead of stopping
   c.num_train_steps = 1_000_000

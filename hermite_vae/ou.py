@@ -202,10 +202,8 @@ def smooth(fn: Callable[[Array], PyTree], rho, n: int, *,
   cotangent that exists only then), and its own Monte-Carlo evaluations wait for its
   output's cotangent. Chaining the smoothed layers of a hierarchy keeps the n-sample
   activations of one layer live at a time; without it XLA may evaluate several layers'
-  samples together (on CPU, three 256-wide layers need 2.3 instead of 3.6 MiB of scratch
-  chained, 1.6 for one layer alone; ``tests/test_ou_chain.py``). The price is less
-  parallelism between the layers' backward passes (on a 2-core CPU, 11-31% slower
-  training steps for the 4-layer MLP HVAE).
+  samples together (``tests/test_ou_chain.py`` bounds the scratch memory). The price is
+  less parallelism between the layers' backward passes (docs/performance.md).
 
   Cost: the forward pass evaluates ``fn`` (and ``g``) once and keeps only the inputs and
   the noise; the Monte-Carlo evaluations and their linearization happen in the backward

@@ -89,8 +89,7 @@ def train_steps(state: TrainState, xs, base_key, **step_kwargs):
   the metrics come back stacked ([k, ...]). Jit it with ``donate_argnums=0``.
 
   ``k = 1`` calls the step without a loop. XLA:CPU runs convolutions inside a loop body
-  on a slow generic path (jax-ml/jax#12868): one ``cifar10_resnet_skip`` step at batch 16
-  took 117 s inside a one-iteration scan and 5 s without it (same loaded 2-core CPU), so the
+  on a slow generic path (jax-ml/jax#12868; measured in docs/performance.md), so the
   ResNet presets dispatch one step at a time (``steps_per_dispatch = 1``)."""
   step = lambda s, x: train_step(s, x, base_key, **step_kwargs)
   if xs.shape[0] == 1:

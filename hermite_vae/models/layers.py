@@ -29,7 +29,7 @@ MAX_SCALE = 3.0
 
 # The initializations a hierarchy can start from (``config.initialization``):
 #   lecun_normal  Flax's default: truncated-normal kernels of variance 1/fan_in, zero
-#                 biases (this library's default before zero_heads; the ablation).
+#                 biases (the ablation).
 #   torch         PyTorch's nn.Linear/Conv default: kernels and biases uniform in
 #                 +-1/sqrt(fan_in) (kernel variance 1/(3 fan_in)).
 #   zero_heads    lecun_normal trunks, but the loc and scale heads of every Gaussian layer
@@ -56,8 +56,7 @@ DEFAULT_INIT = "small_heads"
 #          without skips computes, and the skips grow from there (as VDVAE starts each
 #          residual branch of its top-down path at zero). The default.
 #   joint  the context's rows are initialized with the others, over the joint fan-in (the
-#          ablation: measured, a 4 x 40 MLP hierarchy then collapses from the first
-#          thousand steps, docs/results.md "Skip connections").
+#          ablation; docs/results.md, "Skip connections", measures what it does).
 SKIP_INITS = ("zero", "joint")
 DEFAULT_SKIP_INIT = "zero"
 
@@ -100,9 +99,7 @@ def initializers(init: str, fan_in: int, role: str = "trunk", min_scale: float =
   is the layer's number of inputs per output (kernel size times input channels),
   ``features`` its number of outputs (the latent width d of a head).
 
-  Why it matters (measured, docs/results.md "Initialization"): with ``lecun_normal`` a
-  3 x 200 MLP hierarchy starts with 50-160 nats of KL per layer, the KL of the middle layer
-  explodes within 1,000 steps and the whole model collapses, the decoder ignoring z_1.
+  Why it matters: docs/results.md, "Initialization" (the one place that tells it).
   """
   check_init(init)
   if init == "torch":
