@@ -11,7 +11,8 @@ layer, both active-unit counts, the x-explained variance share, I(x; z_i) with
 run's config essentials, seed, those final numbers, every evaluation the trainer logged,
 skipped non-finite updates and the training time. ``<name>`` is the workdir's path under
 the root with ``/`` replaced by ``__``. Runs whose summary exists for the same step are
-skipped, so re-running after more runs finish adds only theirs; ``--print_new`` lists
+skipped (unless written by another ``VERSION`` of this script), so re-running after more
+runs finish adds only theirs; ``--print_new`` lists
 the files written (one per line) so that each can be committed on its own.
 """
 import json
@@ -39,6 +40,10 @@ flags.DEFINE_integer("gap_examples", 500, "Examples of the surrogate-gap estimat
 flags.DEFINE_bool("print_new", False, "Print the path of every summary written.")
 flags.mark_flags_as_required(["root", "group"])
 FLAGS = flags.FLAGS
+
+# Bumped when what a summary holds or how it is measured changes: summaries of another
+# version are recomputed.
+VERSION = 2
 
 CONFIG_KEYS = ("method", "rho", "num_ou_samples", "hvae_gradient", "seed", "dataset",
                "data_source", "train_split", "eval_split", "num_train_steps", "latent_dims",
@@ -96,7 +101,6 @@ def summarize(workdir: str) -> dict:
     loaded = data.load(config.dataset, config.data_source, config.data_dir,
                        config.train_split, config.eval_split)
     x = loaded.eval[:FLAGS.gap_examples]
-    x = data.binarize_once(x) if loaded.info["binarization"] != "none" else x
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     model, params, _ = workdir_lib.restore_params(workdir, config, x.shape[-1])
     out["surrogate_gap"] = diagnostics.surrogate_gap(
@@ -119,10 +123,11 @@ def main(argv):
       step = json.load(f).get("step")
     if os.path.exists(path):
       with open(path) as f:
-        if json.load(f).get("step") == step:
-          continue
+        old = json.load(f)
+      if old.get("step") == step and old.get("version") == VERSION:
+        continue
     summary = summarize(workdir)
-    summary["name"], summary["group"] = name, FLAGS.group
+    summary["name"], summary["group"], summary["version"] = name, FLAGS.group, VERSION
     with open(path, "w") as f:
       json.dump(summary, f, indent=1, sort_keys=True, default=float)
       f.write("\n")
