@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from hermite_vae import evaluation, objectives, train
+from hermite_vae import state as state_lib
 from lab.flops import compiled_memory_mib, matmul_flops, matmul_ops, matmuls_alone
 from lab.presets import METHODS, load_config, method_config
 
@@ -86,9 +87,9 @@ def _config(preset, method, n, batch_size, k=1):
 
 
 def _setup(config, num_pixels=784):
-  model = train.create_model(config, num_pixels)
-  tx = train.create_optimizer(config)
-  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels)
+  model = state_lib.create_model(config, num_pixels)
+  tx = state_lib.create_optimizer(config)
+  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), num_pixels)
   return model, tx, state
 
 
@@ -115,7 +116,7 @@ def prepare_method(config, label, steps):
   Returns (info, run): ``run()`` executes ``steps`` steps and blocks on the result."""
   k, batch_size = config.steps_per_dispatch, config.batch_size
   model, tx, state = _setup(config)
-  mesh = train.make_mesh()
+  mesh = state_lib.make_mesh()
   state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   xs = (jax.random.uniform(jax.random.PRNGKey(1), (k, batch_size, 28, 28, 1)) < 0.3).astype(
       jnp.float32)
@@ -153,7 +154,7 @@ def time_interleaved(runs, repeats):
 
 
 def bench_eval(preset, k, batch, chunk, repeats):
-  model = train.create_model(load_config(preset), 784)
+  model = state_lib.create_model(load_config(preset), 784)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)), jax.random.PRNGKey(1))["params"]
   x = (jax.random.uniform(jax.random.PRNGKey(1), (batch, 28, 28, 1)) < 0.3).astype(jnp.float32)
   fn = lambda: evaluation.iw_bound_batch(model, params, x, jax.random.PRNGKey(3), k, chunk)

@@ -26,6 +26,7 @@ from ml_collections import config_flags
 
 from hermite_vae import config_lib, data, objectives, rng, train
 from hermite_vae.models import layers
+from hermite_vae import state as state_lib
 from lab import sweeps
 from lab.workdir_eval import evaluate_workdir
 
@@ -68,9 +69,9 @@ def initial_kl(config, images, seed: int) -> list[float]:
   x = jnp.asarray(images.reshape(len(images), -1), jnp.float32)
   if config_lib.likelihood(config) == "bernoulli" and float(x.max()) > 1:
     x = (x > 127).astype(jnp.float32)
-  model = train.create_model(config, x.shape[-1])
+  model = state_lib.create_model(config, x.shape[-1])
   key = rng.run_keys(seed)["init"]   # the trainer's init key
-  params = train.create_train_state(model, train.create_optimizer(config), key,
+  params = state_lib.create_train_state(model, state_lib.create_optimizer(config), key,
                                     x.shape[-1]).params
   terms = objectives.layer_terms(model, params, x, jax.random.PRNGKey(1))
   return [float(v) for v in np.asarray(jnp.mean(terms.kl, axis=1))]

@@ -20,6 +20,7 @@ from absl import app, flags  # pylint: disable=g-multiple-import
 from hermite_vae import config_lib, train
 from hermite_vae.data import registry
 from hermite_vae.models.mlp import count_params
+from hermite_vae import state as state_lib
 from lab.flops import compiled_memory_mib
 from lab.presets import METHODS, method_config
 
@@ -35,12 +36,12 @@ def step_memory(config) -> dict:
   """MiB of the compiled training step for ``config`` (one step per dispatch)."""
   shape = registry.get_spec(config.dataset).image_shape
   num_pixels = shape[0] * shape[1] * shape[2]
-  model = train.create_model(config, num_pixels)
-  tx = train.create_optimizer(config)
-  state = jax.eval_shape(lambda k: train.create_train_state(model, tx, k, num_pixels),
+  model = state_lib.create_model(config, num_pixels)
+  tx = state_lib.create_optimizer(config)
+  state = jax.eval_shape(lambda k: state_lib.create_train_state(model, tx, k, num_pixels),
                          jax.random.PRNGKey(0))
   xs = jax.ShapeDtypeStruct((1, config.batch_size) + shape, jnp.float32)
-  fn = train.make_train_steps(model, tx, config, train.make_mesh())
+  fn = train.make_train_steps(model, tx, config, state_lib.make_mesh())
   mem = compiled_memory_mib(fn.lower(state, xs, jax.random.PRNGKey(0)).compile())
   if mem is None:
     raise RuntimeError(f"{jax.devices()[0].platform} gives no XLA memory analysis")

@@ -51,8 +51,8 @@ def _gap_draws(model, params, x, keys, rho, num_ou_samples, smooth_target):
 
   def one(key):
     path_key, ou_key = jax.random.split(key)
-    path = objectives.encode_path(model, params, x, path_key)
-    contexts = objectives.path_contexts(model, params, path)
+    path = hierarchy.encode_path(model, params, x, path_key)
+    contexts = hierarchy.path_contexts(model, params, path)
     gaps = []
     for i in range(len(path) - 1):
       z = path[i][0]
@@ -246,10 +246,10 @@ def generator_spectra(model, params, x, key, *, num_samples=2048, rhos=(0.9,),
   """:func:`hermite_spectrum` of mu_i and sigma_i of every intermediate generator layer
   p(z_i|z_{i+1}), under the posterior Gaussian q(z_{i+1}|.) of one sampled path of the
   first ``max_examples`` examples of ``x``. One dict per layer, bottom to top."""
-  path = objectives.encode_path(model, params, x[:max_examples], jax.random.fold_in(key, 0))
+  path = hierarchy.encode_path(model, params, x[:max_examples], jax.random.fold_in(key, 0))
   # Skip connections: example b's function z_{i+1} -> (mu_i, sigma_i) holds its own
   # top-down state fixed, as the smoothing does.
-  contexts = objectives.path_contexts(model, params, path)
+  contexts = hierarchy.path_contexts(model, params, path)
   variables = {"params": params}
   out = []
   for i in range(len(path) - 1):
@@ -279,8 +279,8 @@ def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_dr
   gap = surrogate_gap(model, params, x, jax.random.fold_in(key, 200), rho=rho,
                       num_ou_samples=num_ou_samples, num_draws=max(num_draws, 2))
   out["surrogate_gap_nats"], out["kappa"] = gap["gap"], gap["kappa"]
-  path = objectives.encode_path(model, params, x, jax.random.fold_in(key, 0))
-  contexts = objectives.path_contexts(model, params, path)
+  path = hierarchy.encode_path(model, params, x, jax.random.fold_in(key, 0))
+  contexts = hierarchy.path_contexts(model, params, path)
   variables = {"params": params}
   for i in range(num_generators):
     meter = gradient_variance(model, params, x, jax.random.fold_in(key, 1 + i), layer=i,

@@ -46,6 +46,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from hermite_vae import objectives
+from hermite_vae.models import hierarchy
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -81,7 +82,7 @@ def posterior_means(model, params, x, num_samples: int, key):
   the sampled z_i of every path [S, B, d_i], whose variance over (x, path) is the unit's
   total variance under the aggregate posterior)."""
   keys = jax.random.split(key, num_samples)
-  paths = jax.vmap(lambda k: objectives.encode_path(model, params, x, k))(keys)
+  paths = jax.vmap(lambda k: hierarchy.encode_path(model, params, x, k))(keys)
   noise = lambda loc: (jnp.var(loc, axis=0, ddof=1) / num_samples if num_samples > 1
                        else jnp.zeros_like(loc[0]))
   return [(jnp.mean(loc, axis=0), loc[0], noise(loc), z) for (z, loc, _) in paths]
@@ -111,7 +112,7 @@ def mutual_information_batch(model, params, x, num_paths: int, key):
     raise ValueError(f"num_paths={num_paths}: the leave-one-out estimate of q(z_i|x) needs "
                      "at least 2 sample paths (config.mi_paths >= 2, or 0 for off)")
   keys = jax.random.split(key, num_paths)
-  paths = jax.vmap(lambda k: objectives.encode_path(model, params, x, k))(keys)
+  paths = jax.vmap(lambda k: hierarchy.encode_path(model, params, x, k))(keys)
   out = []
   for z, loc, scale in paths:                       # [S, B, d] each
     z0 = z[0]                                       # one sample z_i ~ q(z_i|x_b) per b

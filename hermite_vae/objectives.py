@@ -52,9 +52,9 @@ import jax.numpy as jnp
 from hermite_vae import ou, rng
 from hermite_vae.models import layers
 # One posterior path and the flattening of images live with the models, so that no model
-# module imports the objectives; re-exported here.
+# module imports the objectives.
 from hermite_vae.models import hierarchy
-from hermite_vae.models.hierarchy import encode_path, flatten, path_contexts  # noqa: F401
+from hermite_vae.models.hierarchy import encode_path, flatten, path_contexts
 
 METHODS = ("vae", "iwae", "hvae")
 SMOOTH_TARGETS = ("mean_std", "ratio")
@@ -92,7 +92,7 @@ class ObjectiveConfig:
 @dataclasses.dataclass(frozen=True)
 class Smoothing:
   rho: Any                 # float or traced scalar in [0, 1]
-  num_samples: int
+  num_ou_samples: int      # n, the OU samples per smoothed layer
   target: str = "mean_std"
   sequential: bool = False  # evaluate the n samples one after another (memory of one)
   gradient: str = "substitute"  # substitute | jacobian (see the module docstring)
@@ -163,7 +163,7 @@ def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
     log_prob = layers.gaussian_log_prob_ratio
   density = lambda params: log_prob(z, *params)
   substitute = smoothing.gradient == "substitute"
-  smoothed = ou.smooth(fn, smoothing.rho, smoothing.num_samples,
+  smoothed = ou.smooth(fn, smoothing.rho, smoothing.num_ou_samples,
                        outer=density if substitute else None,
                        sequential=smoothing.sequential)(key, z_above, above_loc, above_scale,
                                                         after=after)

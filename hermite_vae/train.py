@@ -39,9 +39,7 @@ from hermite_vae import config_lib, data, diagnostics, distributed, evaluation, 
 from hermite_vae import objectives, rng
 from hermite_vae import workdir as workdir_lib
 from hermite_vae.models.mlp import count_params
-# The state and its construction live in hermite_vae.state (workdir.py restores into it
-# without importing this module); re-exported here, where a training script looks.
-from hermite_vae.state import (TrainState, create_model, create_optimizer,  # noqa: F401
+from hermite_vae.state import (TrainState, create_model, create_optimizer,
                                create_train_state, make_mesh)
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ import pytest
 from hermite_vae import diagnostics, objectives
 from hermite_vae.hermite import hermite
 from hermite_vae.models.mlp import MLPHierarchicalVAE
+from hermite_vae.models import hierarchy
 
 LOC = jnp.array([[0.5, -1.0, 2.0], [0.0, 0.3, -0.2]])
 SCALE = jnp.array([[2.0, 0.5, 1.0], [0.7, 1.5, 0.4]])
@@ -76,7 +77,7 @@ def test_generator_spectra_are_those_of_each_layers_mu_and_sigma():
   key = jax.random.PRNGKey(0)
   out = diagnostics.generator_spectra(MODEL, PARAMS, X, key, num_samples=2048, max_examples=2)
   assert [r["layer"] for r in out] == [1, 2]
-  path = objectives.encode_path(MODEL, PARAMS, X[:2], jax.random.fold_in(key, 0))
+  path = hierarchy.encode_path(MODEL, PARAMS, X[:2], jax.random.fold_in(key, 0))
   for i, r in enumerate(out):
     _, loc, scale = path[i + 1]
     for j, f in enumerate(("mu", "sigma")):

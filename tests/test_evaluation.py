@@ -9,6 +9,7 @@ import pytest
 
 from hermite_vae import evaluation, objectives
 from hermite_vae.models.mlp import MLPHierarchicalVAE
+from hermite_vae import state as state_lib
 
 
 # ----------------------------------------------------------------------------
@@ -284,7 +285,7 @@ def test_example_cap_and_padding_count_each_example_once():
   from hermite_vae import data, train
   images = (np.arange(37 * 6) % 2).reshape(37, 6, 1, 1).astype(np.uint8)
   images[21:] = 1 - images[21:]     # the examples beyond the cap differ from the first 21
-  batches = list(data.eval_batches(images, 8, train.make_mesh(), max_examples=21))
+  batches = list(data.eval_batches(images, 8, state_lib.make_mesh(), max_examples=21))
   assert len(batches) == 3 and float(sum(m.sum() for _, m in batches)) == 21
   key = jax.random.PRNGKey(0)
   out = evaluation.evaluate_dataset(MODEL, PARAMS, iter(batches), key, au_samples=2)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from hermite_vae import state as state_lib
 from hermite_vae import data, evaluation, metrics_io, objectives, train
 from hermite_vae import workdir as workdir_lib
 from hermite_vae.models.mlp import MLPHierarchicalVAE
@@ -38,6 +39,7 @@ import logging, os, signal, sys
 logging.basicConfig(level=logging.INFO)
 sys.path.insert(0, {root!r})
 from hermite_vae import data, train
+from hermite_vae import state as state_lib
 from tests.test_guarantees import RESUME_CONFIG
 kill_at = int(sys.argv[2])
 original = data.TrainBatches.stack
@@ -103,11 +105,11 @@ def test_steps_per_dispatch_changes_neither_metrics_nor_checkpoints(tmp_path):
 def test_a_training_dispatch_copies_nothing_from_the_host():
   config = _config(method="hvae", steps_per_dispatch=3)
   loaded = data.load(config.dataset, config.data_source)
-  mesh = train.make_mesh()
+  mesh = state_lib.make_mesh()
   batches = data.TrainBatches(loaded.train, config.batch_size, "dynamic", 0, mesh)
-  model = train.create_model(config, 784)
-  tx = train.create_optimizer(config)
-  state = jax.device_put(train.create_train_state(model, tx, jax.random.PRNGKey(0), 784),
+  model = state_lib.create_model(config, 784)
+  tx = state_lib.create_optimizer(config)
+  state = jax.device_put(state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 784),
                          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   key = jax.random.PRNGKey(1)
   steps_fn = train.make_train_steps(model, tx, config, mesh)

@@ -10,6 +10,7 @@ from configs import cifar10_mlp, cifar10_resnet, mnist_mlp, mnist_mlp_5layer, mn
 from hermite_vae.models.layers import gaussian_log_prob, gaussian_log_prob_ratio, kl_to_standard_normal
 from hermite_vae.models.mlp import MLPHierarchicalVAE, count_params
 from hermite_vae import train
+from hermite_vae import state as state_lib
 
 
 def _dense(a, b):
@@ -33,7 +34,7 @@ def _expected_params(latent, hidden, pixels=784, heads=1):
 @pytest.mark.parametrize("module", [mnist_mlp, mnist_mlp_64, mnist_mlp_5layer])
 def test_preset_parameter_counts(module):
   c = module.get_config()
-  model = train.create_model(c, 784)
+  model = state_lib.create_model(c, 784)
   params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 784)),
                                              jax.random.PRNGKey(1)))
   assert count_params(params) == _expected_params(c.latent_dims, c.hidden_dims)
@@ -41,7 +42,7 @@ def test_preset_parameter_counts(module):
 
 def test_cifar10_preset_has_location_and_scale_heads():
   c = cifar10_mlp.get_config()
-  model = train.create_model(c, 3072)
+  model = state_lib.create_model(c, 3072)
   assert model.likelihood == "discretized_logistic"
   params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3072)),
                                              jax.random.PRNGKey(1)))
@@ -204,7 +205,7 @@ def _expected_resnet_params(colours, latent, channels, blocks, heads):
     (mnist_resnet, 784, 1, 1, "3.1M"), (cifar10_resnet, 3072, 3, 2, "6.7M")])
 def test_resnet_preset_parameter_counts_match_readme(module, pixels, colours, heads, readme):
   c = module.get_config()
-  model = train.create_model(c, pixels)
+  model = state_lib.create_model(c, pixels)
   params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, pixels)),
                                              jax.random.PRNGKey(1)))
   expected = _expected_resnet_params(colours, tuple(c.latent_channels), c.resnet_channels,
@@ -229,14 +230,14 @@ def test_residual_block_is_the_identity_at_initialisation():
 @pytest.mark.parametrize("module,pixels", [(mnist_resnet, 784), (cifar10_resnet, 3072)])
 def test_resnet_presets_build(module, pixels):
   c = module.get_config()
-  model = train.create_model(c, pixels)
+  model = state_lib.create_model(c, pixels)
   params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, pixels)),
                                              jax.random.PRNGKey(1)))
   # (exact parameter counts of both presets: test_resnet_preset_parameter_counts_match_readme)
   assert len(model.latent_dims) == len(c.latent_channels)
   assert {"q_z1", "p_z1", "p_x"} <= set(params["params"])
   with pytest.raises(ValueError, match="not 100 pixels"):
-    train.create_model(c, 100)
+    state_lib.create_model(c, 100)
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "resnet"])
@@ -247,7 +248,7 @@ def test_a_model_built_by_hand_is_the_one_built_from_the_default_config(architec
   config.architecture = architecture
   config.dataset = "mnist"
   config.latent_channels = (2, 1)
-  from_config = train.create_model(config, 784)
+  from_config = state_lib.create_model(config, 784)
   if architecture == "mlp":
     by_hand = MLPHierarchicalVAE(tuple(config.latent_dims), tuple(config.hidden_dims))
   else:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from hermite_vae import state as state_lib
 from hermite_vae import config_lib, metrics_io
 from hermite_vae import workdir as workdir_lib
 
@@ -129,7 +130,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
 from hermite_vae import data, train
-mesh = train.make_mesh()
+from hermite_vae import state as state_lib
+mesh = state_lib.make_mesh()
 images = (np.arange(64 * 16) % 255).astype(np.uint8).reshape(64, 4, 4, 1)
 batches = data.TrainBatches(images, 8, "dynamic", 0, mesh)
 step = lambda s: jax.device_put(np.int32(s), NamedSharding(mesh, P()))

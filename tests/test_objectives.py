@@ -13,6 +13,7 @@ from hermite_vae import correlated_samples, objectives, rng
 from hermite_vae.models import layers
 from hermite_vae.models.mlp import MLPHierarchicalVAE
 from hermite_vae.models.resnet import ResNetHierarchicalVAE
+from hermite_vae.models import hierarchy
 
 # lecun_normal: generators that depend on their input from the start (the default
 # initialization starts every p(z_i|z_{i+1}) near N(0, I), where smoothing has little to act on).
@@ -92,9 +93,9 @@ def _reference_hvae_loss(params, rho, n, eq4=True, model=MODEL, target="mean_std
   Same noise as the library: the path from rng.terms_keys(key)[0], eps ~ N(0, I) of shape
   [n, B, d] from rng.ou_layer_key(rng.terms_keys(key)[1], i)."""
   variables = {"params": params}
-  path = objectives.encode_path(model, params, X, PATH_KEY)
+  path = hierarchy.encode_path(model, params, X, PATH_KEY)
   out = model.apply(variables, path[0][0], method=model.decode)
-  log_px = layers.log_likelihood(model.likelihood, objectives.flatten(X), out)
+  log_px = layers.log_likelihood(model.likelihood, hierarchy.flatten(X), out)
   kls = []
   for i in range(len(path) - 1):
     (z, q_loc, q_scale), (z_above, loc, scale) = path[i], path[i + 1]
@@ -135,7 +136,7 @@ def _reference_generator_grads(i, rho, n, target):
   """-d/d(params of p_z{i+1}) of the batch mean of the substituted log p(z_i|z_{i+1}),
   written out: the posterior path of ``KEY``, the OU points of eq. 4 drawn with the key
   layer i's smoothing uses, Û the mean over them, then log N at the smoothed values."""
-  path = objectives.encode_path(MODEL, PARAMS, X, PATH_KEY)
+  path = hierarchy.encode_path(MODEL, PARAMS, X, PATH_KEY)
   z, (z_above, loc, scale) = path[i][0], path[i + 1]
   points = correlated_samples(rng.ou_layer_key(OU_KEY, i), z_above, rho, n, loc, scale)
 

@@ -15,6 +15,7 @@ import optax
 import pytest
 
 from configs import smoke
+from hermite_vae import state as state_lib
 from hermite_vae import distributed, evaluation, train
 from hermite_vae.data import batches
 from hermite_vae.models.mlp import MLPHierarchicalVAE
@@ -30,6 +31,7 @@ import sys, os
 sys.path.insert(0, {root!r})
 from configs import smoke
 from hermite_vae import train
+from hermite_vae import state as state_lib
 c = smoke.get_config()
 c[sys.argv[2]] = int(sys.argv[3])
 try:
@@ -58,7 +60,7 @@ def test_every_training_batch_gets_a_fresh_binarization():
   the same example in the next epoch are independent Bernoulli draws, not one reused
   binarization."""
   grey = np.full((20, 6, 6, 1), 128, np.uint8)
-  tb = batches.TrainBatches(grey, 10, "dynamic", seed=0, mesh=train.make_mesh())
+  tb = batches.TrainBatches(grey, 10, "dynamic", seed=0, mesh=state_lib.make_mesh())
   b0, b1, b2 = (np.asarray(tb(s)).reshape(10, -1) for s in (0, 1, 2))   # 2 steps per epoch
   assert len({row.tobytes() for row in b0}) == 10
   for a, b in ((b0, b1), (b0, b2), (b1, b2)):
@@ -70,7 +72,7 @@ def test_every_training_batch_gets_a_fresh_binarization():
 def _learning_rates(config, steps):
   """The learning rate of each of the first ``steps`` Adam updates under a constant unit
   gradient (Adam's first moments then give updates of exactly -lr(t))."""
-  tx = train.create_optimizer(config)
+  tx = state_lib.create_optimizer(config)
   params = {"w": jnp.zeros(())}
   state = tx.init(params)
   out = []
@@ -112,11 +114,11 @@ def test_the_configured_active_unit_threshold_is_the_one_applied():
     assert out["active_units_conditional"] == [int((v > threshold).sum()) for v in var_c]
   # The trainer's evaluation passes config.au_threshold on.
   config = _config(au_threshold=1e9, au_samples=3, mi_paths=0)
-  smoke_model = train.create_model(config, 784)
-  state = train.create_train_state(smoke_model, train.create_optimizer(config),
+  smoke_model = state_lib.create_model(config, 784)
+  state = state_lib.create_train_state(smoke_model, state_lib.create_optimizer(config),
                                    jax.random.PRNGKey(0), 784)
   images = (np.arange(40 * 784) % 256).astype(np.uint8).reshape(40, 28, 28, 1) // 128
-  result = train.evaluate(smoke_model, state.params, images, config, train.make_mesh(), key)
+  result = train.evaluate(smoke_model, state.params, images, config, state_lib.make_mesh(), key)
   assert result["active_units_x"] == result["active_units_conditional"] == [0, 0, 0]
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from hermite_vae import correlated_samples, objectives, train
+from hermite_vae import correlated_samples, objectives, rng, train
 from hermite_vae.models import layers
 from hermite_vae.models.mlp import MLPHierarchicalVAE, count_params
 from hermite_vae.models.resnet import ResNetHierarchicalVAE
+from hermite_vae.models import hierarchy
 
 X = (jax.random.uniform(jax.random.PRNGKey(5), (6, 16)) < 0.4).astype(jnp.float32)
 KEY = jax.random.PRNGKey(3)
@@ -41,11 +42,11 @@ def test_generators_read_latents_two_layers_up_only_with_skips(arch):
   for skip in (True, False):
     model = _model(arch, skip)
     params = _init(model)
-    zs = [z for z, _, _ in objectives.encode_path(model, params, X, KEY)]
+    zs = [z for z, _, _ in hierarchy.encode_path(model, params, X, KEY)]
     moved = zs[:2] + [zs[2] + 1.0]                         # change z3 only
 
     def p_z1(latents):                                     # p(z1 | z2, .), and p(x | z1, .)
-      ctx = objectives.path_contexts(model, params, [(z, z, z) for z in latents])
+      ctx = hierarchy.path_contexts(model, params, [(z, z, z) for z in latents])
       gen = model.apply({"params": params}, 0, latents[1], ctx[0],
                         method=model.generate_layer)
       return gen[0], model.apply({"params": params}, latents[0], ctx[-1],
@@ -94,10 +95,11 @@ def test_skipped_generator_gradient_matches_a_written_out_reference():
   params = _init(model)
   grads = jax.jit(jax.grad(lambda p: objectives.loss_and_metrics(p, model, X, KEY, 0, BASE)[0]))(
       params)
-  path = objectives.encode_path(model, params, X, KEY)
-  ctx = objectives.path_contexts(model, params, path)[0]
+  path_key, ou_key = rng.terms_keys(KEY)              # the split layer_terms makes
+  path = hierarchy.encode_path(model, params, X, path_key)
+  ctx = hierarchy.path_contexts(model, params, path)[0]
   z1, (z2, loc2, scale2) = path[0][0], path[1]
-  points = correlated_samples(jax.random.fold_in(KEY, 1000), z2, 0.5, 4, loc2, scale2)
+  points = correlated_samples(rng.ou_layer_key(ou_key, 0), z2, 0.5, 4, loc2, scale2)
 
   def neg_log_p(gen_params):
     p = {**params, "p_z1": gen_params}
@@ -175,8 +177,8 @@ def test_generator_spectra_with_skips_hold_each_examples_state():
   out = diagnostics.generator_spectra(model, params, X, KEY, num_samples=256, max_examples=2)
   assert [r["layer"] for r in out] == [1, 2]
   # Layer 1 by hand: example b's p(z1 | ., S[2]_b) under q(z2|z1)_b, averaged over b.
-  path = objectives.encode_path(model, params, X[:2], jax.random.fold_in(KEY, 0))
-  ctx = objectives.path_contexts(model, params, path)[0]
+  path = hierarchy.encode_path(model, params, X[:2], jax.random.fold_in(KEY, 0))
+  ctx = hierarchy.path_contexts(model, params, path)[0]
   _, loc, scale = path[1]
   keys = jax.random.split(jax.random.fold_in(KEY, 1), 2)
   per_example = [float(diagnostics._spectrum_one(  # pylint: disable=protected-access

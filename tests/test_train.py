@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from hermite_vae import state as state_lib
 from hermite_vae import metrics_io, objectives, rng, train
 from hermite_vae import workdir as workdir_lib
 
@@ -43,8 +44,8 @@ def test_end_to_end(tmp_path, method, extra):
     assert "iw_bound_k3" in train_rec[-1]
   # Every layer's parameters moved away from their initial values.
   config = _config(method=method, **extra)
-  model = train.create_model(config, 784)
-  init = train.create_train_state(model, train.create_optimizer(config),
+  model = state_lib.create_model(config, 784)
+  init = state_lib.create_train_state(model, state_lib.create_optimizer(config),
                                   rng.run_keys(config.seed)["init"], 784)
   _, state, _ = workdir_lib.restore_state(workdir, config, 784)
   assert int(state.step) == 6
@@ -104,9 +105,9 @@ def _dispatch(cfg, steps=2):
   """The trainer's compiled dispatch: ``steps`` steps from the initial state on the
   embedded digits' first batches. Returns (state, metrics)."""
   from hermite_vae import data
-  mesh = train.make_mesh()
-  model, tx = train.create_model(cfg, 784), train.create_optimizer(cfg)
-  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  mesh = state_lib.make_mesh()
+  model, tx = state_lib.create_model(cfg, 784), state_lib.create_optimizer(cfg)
+  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
   batches = data.TrainBatches(data.load("mnist_embedded", "embedded").train, cfg.batch_size,
                               "dynamic", 0, mesh)
   return train.make_train_steps(model, tx, cfg, mesh)(state, batches.stack(0, steps),
@@ -161,8 +162,8 @@ def test_one_step_dispatch_and_one_chunk_bound_run_without_a_loop():
   from hermite_vae import evaluation
   cfg = _config(method="hvae", architecture="resnet", latent_channels=(2, 1),
                 resnet_channels=4, resnet_blocks=1)
-  model, tx = train.create_model(cfg, 784), train.create_optimizer(cfg)
-  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  model, tx = state_lib.create_model(cfg, 784), state_lib.create_optimizer(cfg)
+  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
   steps = functools.partial(train.train_steps, model=model, tx=tx,
                             cfg=objectives.ObjectiveConfig.from_config(cfg),
                             stop_on_nonfinite=True, grad_clip_norm=1.0)
@@ -215,7 +216,7 @@ def test_train_steps_scan_equals_repeated_train_step():
   model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=784)
   cfg = objectives.ObjectiveConfig.from_config(_config(method="hvae"))
   tx = optax.adam(1e-2)
-  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
   xs = (jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 28, 28, 1)) < 0.3).astype(jnp.float32)
   kwargs = dict(model=model, tx=tx, cfg=cfg, stop_on_nonfinite=True, grad_clip_norm=1.0)
   key = jax.random.PRNGKey(2)
@@ -257,6 +258,7 @@ import jax
 from configs import smoke
 from hermite_vae import metrics_io, train
 from hermite_vae import workdir as workdir_lib
+from hermite_vae import state as state_lib
 c = smoke.get_config()
 c.method = sys.argv[2]
 c.skip_connections = sys.argv[3] == "skip"
@@ -311,7 +313,7 @@ def test_train_step_clipping_matches_optax_and_skips_nonfinite():
   model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=784)
   cfg = objectives.ObjectiveConfig.from_config(_config(method="vae"))
   tx = optax.adam(1e-2)
-  state = train.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
   x = (jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1)) < 0.3).astype(jnp.float32)
   key = jax.random.PRNGKey(2)
   step = functools.partial(train.train_step, model=model, tx=tx, cfg=cfg,
@@ -362,7 +364,7 @@ def test_bfloat16_model_outputs_and_densities_are_float32():
   """The matmuls run in bfloat16; every (loc, scale), decoder output and log-density the
   objective sees is float32 (so is the loss computed from them)."""
   cfg = _config(compute_dtype="bfloat16")
-  model = train.create_model(cfg, 784)
+  model = state_lib.create_model(cfg, 784)
   x = (jax.random.uniform(jax.random.PRNGKey(0), (4, 784)) < 0.2).astype(jnp.float32)
   params = jax.jit(model.init)(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
@@ -385,7 +387,7 @@ def test_bfloat16_heads_and_the_generators_first_layer_compute_in_float32():
   bf16's 2^-8), the next in bfloat16, the loc and scale heads in float32; and loc equals
   the float32 head applied to the trunk's output."""
   cfg = _config(compute_dtype="bfloat16")
-  model = train.create_model(cfg, 784)
+  model = state_lib.create_model(cfg, 784)
   x = (jax.random.uniform(jax.random.PRNGKey(0), (4, 784)) < 0.2).astype(jnp.float32)
   params = jax.jit(model.init)(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
   z = 1.0 + jax.random.normal(jax.random.PRNGKey(3), (4, model.latent_dims[1])) * 0.1

@@ -12,6 +12,7 @@ import numpy as np
 
 from hermite_vae import data, evaluation, train
 from hermite_vae import workdir as workdir_lib
+from hermite_vae import state as state_lib
 
 
 def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=100,
@@ -27,7 +28,7 @@ def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=
   images = loaded.eval
   num_pixels = int(np.prod(images.shape[1:]))
   model, params, step = workdir_lib.restore_params(workdir, config, num_pixels)
-  mesh = train.make_mesh()
+  mesh = state_lib.make_mesh()
   ks = sorted({1, min(100, num_importance_samples), num_importance_samples})
   t0 = time.time()
   result = evaluation.evaluate_dataset(

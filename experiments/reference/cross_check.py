@@ -28,6 +28,8 @@ sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), os.path.dirname(HERE)]
 from hermite_vae import objectives, rng, train  # noqa: E402
 from hermite_vae import workdir as workdir_lib  # noqa: E402
 from hermite_vae.data.batches import binarize_once  # noqa: E402
+from hermite_vae.models import hierarchy  # noqa: E402
+from hermite_vae import state as state_lib  # noqa: E402
 from lab.presets import method_config  # noqa: E402
 
 p = argparse.ArgumentParser()
@@ -51,8 +53,8 @@ if args.workdir:
   model, params, step = workdir_lib.restore_params(args.workdir, config, 784)
 else:
   config = method_config("mnist_mlp", "vae")
-  model, tx = train.create_model(config, 784), train.create_optimizer(config)
-  state = train.create_train_state(model, tx, rng.run_keys(args.seed)["init"],
+  model, tx = state_lib.create_model(config, 784), state_lib.create_optimizer(config)
+  state = state_lib.create_train_state(model, tx, rng.run_keys(args.seed)["init"],
                                    784)                    # the trainer's init key
   params = state.params
 pairs = []                                                 # (torch Linear, library path)
@@ -87,12 +89,12 @@ def lockstep(state):
   from hermite_vae import data  # pylint: disable=g-import-not-at-top
   loaded = data.load("mnist", "files", args.data_dir, "test[:9000]", "test[9000:]")
   batches = data.TrainBatches(loaded.train, config.batch_size, "dynamic", args.seed,
-                              train.make_mesh())
+                              state_lib.make_mesh())
   base_key = rng.run_keys(args.seed)["train"]   # the trainer's
   step_fn = jax.jit(functools.partial(
       train.train_step, model=model, tx=tx, cfg=objectives.ObjectiveConfig.from_config(config),
       stop_on_nonfinite=True, grad_clip_norm=float(config.grad_clip_norm)))
-  encode = jax.jit(lambda q, x, k: objectives.encode_path(model, q, x, k))
+  encode = jax.jit(lambda q, x, k: hierarchy.encode_path(model, q, x, k))
   for step in range(args.lockstep):
     x = batches(step)
     use_library_noise(encode(state.params, x, rng.terms_keys(jax.random.fold_in(base_key, step))[0]))
@@ -128,7 +130,7 @@ else:
   key, cfg = jax.random.PRNGKey(11), objectives.ObjectiveConfig.from_config(config)
   loss, grads = jax.value_and_grad(
       lambda q: objectives.loss_and_metrics(q, model, x, key, 0, cfg)[0])(params)
-  use_library_noise(objectives.encode_path(model, params, x, rng.terms_keys(key)[0]))
+  use_library_noise(hierarchy.encode_path(model, params, x, rng.terms_keys(key)[0]))
   log_px, kl, _ = ref["elbo_terms"](torch.tensor(np.asarray(x)))
   ref_loss = -(log_px - kl.sum(0)).mean()
   ref_loss.backward()
