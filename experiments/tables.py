@@ -146,9 +146,91 @@ def kappa_fit_text(runs) -> str:
   return "\n".join(lines) + "\n"
 
 
+def same_kappa_table(runs, tol=0.01) -> str:
+  """Pairs of cells with (almost) the same kappa but different (rho, n): the direct test
+  of the kappa law (the law says their outcomes agree)."""
+  cells = {k: v for k, v in _cells(runs).items() if k[0] >= 2}
+  keys = sorted(cells, key=lambda k: kappa(k[1], k[0]))
+  rows = []
+  for a in range(len(keys)):
+    for b in range(a + 1, len(keys)):
+      (n1, r1), (n2, r2) = keys[a], keys[b]
+      if n1 != n2 and abs(kappa(r1, n1) - kappa(r2, n2)) < tol:
+        rows.append((keys[a], keys[b]))
+  if not rows:
+    return "No two cells with different n have κ within 0.01 of each other yet.\n"
+  head = ("| cell | κ | top KL | x-share units in z4 per seed | z3 term (mean) |\n"
+          "|---|---|---|---|---|\n")
+  lines = []
+  for pair in rows:
+    for n, rho in pair:
+      at = cells[(n, rho)]
+      lines.append(f"| n = {n}, ρ = {rho:g} | {kappa(rho, n):.4f} | "
+                   f"{mean_sd([r['final']['kl_per_layer_nats'][-1] for r in at], 2)} | "
+                   f"{', '.join(str(r['final']['x_share_units'][-1]) for r in at)} | "
+                   f"{np.mean([r['final']['kl_per_layer_nats'][-2] for r in at]):.2f} |")
+    lines.append("| | | | | |")
+  return head + "\n".join(lines[:-1]) + "\n"
+
+
+PREDICTIONS = os.path.join(RUNS, "predictions")
+
+
+def predict(n: int, runs) -> dict:
+  """The critical rho for ``n`` OU samples predicted from the kappa fit of ``runs``:
+  kappa(rho_c, n) = kappa_c, i.e. rho_c = sqrt(1 - kappa_c / (1 - 1/n))."""
+  fit = kappa_fit(runs)
+  rho_c = math.sqrt(max(0.0, 1 - fit["kappa_c"] / (1 - 1 / n)))
+  cells = sorted({(k[0], k[1]) for k in _cells(runs) if k[0] >= 1})
+  return {"n": n, "rho_c_predicted": rho_c, "fit": fit,
+          "midpoint_top_kl": (fit["low"] + fit["high"]) / 2,
+          "from_cells": [list(c) for c in cells]}
+
+
+def measured_rho_c(runs, n, level):
+  """Where the seed-mean top-layer KL of the n-sample cells crosses ``level`` (linear
+  interpolation in rho between the bracketing cells), or None."""
+  at = sorted((rho, np.mean([r["final"]["kl_per_layer_nats"][-1] for r in v]))
+              for (m, rho), v in _cells(runs).items() if m == n)
+  for (r0, y0), (r1, y1) in zip(at, at[1:]):
+    if (y0 - level) * (y1 - level) <= 0 and y0 != y1:
+      return r0 + (level - y0) * (r1 - r0) / (y1 - y0), at
+  return None, at
+
+
+def prediction_text(n: int) -> str:
+  path = os.path.join(PREDICTIONS, f"n{n}.json")
+  if not os.path.exists(path):
+    return f"No prediction for n = {n} has been recorded.\n"
+  with open(path) as f:
+    pred = json.load(f)
+  fit = pred["fit"]
+  lines = [f"**Prediction** (recorded in `docs/runs/predictions/n{n}.json` before any "
+           f"n = {n} run, from the κ fit of the cells "
+           f"{', '.join(f'(n = {c[0]}, ρ = {c[1]:g})' for c in pred['from_cells'])}): "
+           f"κ_c = {fit['kappa_c']:.4f}, so the seed-mean top-layer KL of n = {n} crosses "
+           f"the fit's midpoint, {pred['midpoint_top_kl']:.2f} nats, at "
+           f"**ρ_c = {pred['rho_c_predicted']:.3f}**."]
+  runs = load("rho_n_grid") + load(f"rho_n_{n}")
+  rho_c, at = measured_rho_c(runs, n, pred["midpoint_top_kl"])
+  if at:
+    lines.append("")
+    lines.append(f"**Measured** (n = {n}, seed-mean top KL per ρ: " +
+                 ", ".join(f"{r:g}: {y:.2f}" for r, y in at) + "): " +
+                 (f"the curve crosses {pred['midpoint_top_kl']:.2f} nats at "
+                  f"**ρ = {rho_c:.3f}** (linear interpolation between the cells)."
+                  if rho_c is not None else "the curve does not cross the midpoint "
+                  "within the measured ρ."))
+  return "\n".join(lines) + "\n"
+
+
 TABLES = {
     "rho_n_grid": lambda: rho_n_table(load("rho_n_grid")),
     "rho_n_fit": lambda: kappa_fit_text(load("rho_n_grid")),
+    "rho_n_same_kappa": lambda: same_kappa_table(load("rho_n_grid") + load("rho_n_10")),
+    "rho_n_10_table": lambda: rho_n_table(load("rho_n_10")) if load("rho_n_10") else
+                              "No n = 10 run has finished yet.\n",
+    "rho_n_prediction": lambda: prediction_text(10),
 }
 
 
@@ -165,7 +247,7 @@ def figures(out_dir=os.path.join(ROOT, "docs", "figures")):
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   from lab import plots  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
-  runs = load("rho_n_grid")
+  runs = load("rho_n_grid") + load("rho_n_10")
   if runs:
     rows = []
     for r in runs:
@@ -183,7 +265,18 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--check", action="store_true")
   parser.add_argument("--figures", action="store_true")
+  parser.add_argument("--predict", type=int, default=0,
+                      help="record the critical-rho prediction for this n from the grid")
   args = parser.parse_args(argv)
+  if args.predict:
+    os.makedirs(PREDICTIONS, exist_ok=True)
+    path = os.path.join(PREDICTIONS, f"n{args.predict}.json")
+    if os.path.exists(path):
+      print(f"{path} exists: a prediction is recorded once")
+      return 1
+    with open(path, "w") as f:
+      json.dump(predict(args.predict, load("rho_n_grid")), f, indent=1)
+      f.write("\n")
   stale = []
   for page in PAGES:
     with open(page) as f:
