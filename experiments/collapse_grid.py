@@ -30,6 +30,7 @@ flags.DEFINE_list("widths", ["10", "20", "40", "80"], "Latent units per layer.")
 flags.DEFINE_list("methods", ["vae", "hvae"], "Training methods.")
 flags.DEFINE_integer("hidden_width", 200, "Deterministic units per layer.")
 flags.DEFINE_list("seeds", ["0"], "Seeds: one run per cell and seed.")
+flags.DEFINE_integer("parallel", 1, "Trainings at once, one process each (CPU: 2 on 2 cores).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -41,15 +42,21 @@ def main(argv):
   widths = [int(w) for w in FLAGS.widths]
   seeds = sweeps.parse_seeds(FLAGS.seeds)
   grid, rows = {}, []
+
+  def cell(method, depth, width):
+    c = FLAGS.config.copy_and_resolve_references()
+    c.method = method
+    c.latent_dims = (width,) * depth
+    c.hidden_dims = (FLAGS.hidden_width,) * depth
+    return c, os.path.join(FLAGS.workdir, f"{method}_L{depth}_d{width}")
+
+  if FLAGS.parallel > 1:   # train every run first, K at a time; the loop below collects
+    sweeps.train_many([j for m in FLAGS.methods for d in depths for w in widths
+                       for j in sweeps.seed_jobs(*cell(m, d, w), seeds)], FLAGS.parallel)
   for method in FLAGS.methods:
     for depth in depths:
       for width in widths:
-        c = FLAGS.config.copy_and_resolve_references()
-        c.method = method
-        c.latent_dims = (width,) * depth
-        c.hidden_dims = (FLAGS.hidden_width,) * depth
-        results = sweeps.train_seeds(
-            c, os.path.join(FLAGS.workdir, f"{method}_L{depth}_d{width}"), seeds)
+        results = sweeps.train_seeds(*cell(method, depth, width), seeds)
         grid[(method, depth, width)] = (
             float(np.mean([sum(r["active_units_x"]) for r in results])),
             float(np.mean([sum(r["active_units_conditional"]) for r in results])),

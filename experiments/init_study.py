@@ -36,6 +36,7 @@ flags.DEFINE_list("inits", list(layers.INITS), f"Initializations from {layers.IN
 flags.DEFINE_list("cells", ["200x3:vae:3000", "40x4:vae:8000", "40x4:hvae:8000"],
                   "width x depth : method preset : steps.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (one workdir each).")
+flags.DEFINE_integer("parallel", 1, "Trainings at once, one process each (CPU: 2 on 2 cores).")
 flags.DEFINE_integer("initial_kl_examples", 500, "Eval examples for the initial KL.")
 flags.DEFINE_string("table", "init_study", "Name of the output files (<table>.csv/json/md).")
 flags.DEFINE_bool("reevaluate", False, "Evaluate every run's final checkpoint again with "
@@ -106,10 +107,17 @@ def main(argv):
   images = data.load(base.dataset, base.data_source, base.data_dir, base.train_split,
                      base.eval_split).eval[:FLAGS.initial_kl_examples]
   rows, table = [], []
+  root_of = lambda width, depth, method, steps, init: os.path.join(
+      FLAGS.workdir, f"{width}x{depth}_{method}_{steps}", init)
+  if FLAGS.parallel > 1:   # train every run first, K at a time; the loop below collects
+    sweeps.train_many([j for (w, d, m, s) in cells for init in FLAGS.inits
+                       for j in sweeps.seed_jobs(cell_config(base, init, w, d, m, s),
+                                                 root_of(w, d, m, s, init), seeds)],
+                      FLAGS.parallel)
   for (width, depth, method, steps) in cells:
     for init in FLAGS.inits:
       c = cell_config(base, init, width, depth, method, steps)
-      root = os.path.join(FLAGS.workdir, f"{width}x{depth}_{method}_{steps}", init)
+      root = root_of(width, depth, method, steps, init)
       results = sweeps.train_seeds(c, root, seeds)
       if FLAGS.reevaluate:
         for r in results:

@@ -61,9 +61,24 @@ def test_phase_transition_with_refinement_and_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_phase_transition_with_an_n_axis_the_vae_and_two_processes(tmp_path):
+  _run("phase_transition.py", "--workdir", str(tmp_path), *TINY, "--rhos=0.5,0.9",
+       "--num_ou_samples=1,3", "--vae", "--seeds=0", "--parallel=2")
+  result = json.load(open(tmp_path / "phase_transition.json"))
+  cells = sorted((r["method"], r["num_ou_samples"], r["rho"]) for r in result["rows"])
+  assert cells == [("hvae", 1, 0.5), ("hvae", 1, 0.9), ("hvae", 3, 0.5), ("hvae", 3, 0.9),
+                   ("vae", 0, 1.0)]
+  row = next(r for r in result["rows"] if r["num_ou_samples"] == 3 and r["rho"] == 0.5)
+  assert abs(row["kappa"] - 0.75 * (2 / 3)) < 1e-12
+  assert set(result["critical_rho"]["mnist_embedded"]) == {"n_1", "n_3"}
+  assert (tmp_path / "phase_transition_kappa.png").stat().st_size > 1000
+  assert (tmp_path / "mnist_embedded" / "n_3" / "rho_0.5" / "seed_0" / "final_eval.json").exists()
+
+
+@pytest.mark.slow
 def test_collapse_grid(tmp_path):
   _run("collapse_grid.py", "--workdir", str(tmp_path), *TINY, "--depths=2", "--widths=2,3",
-       "--hidden_width=8", "--seeds=0,1")
+       "--hidden_width=8", "--seeds=0,1", "--parallel=2")
   rows = json.load(open(tmp_path / "collapse_grid.json"))
   assert sorted((r["method"], r["width"], r["seed"]) for r in rows) == sorted(
       (m, w, s) for m in ("vae", "hvae") for w in (2, 3) for s in (0, 1))
