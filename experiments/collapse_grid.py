@@ -30,7 +30,8 @@ flags.DEFINE_list("widths", ["10", "20", "40", "80"], "Latent units per layer.")
 flags.DEFINE_list("methods", ["vae", "hvae"], "Training methods.")
 flags.DEFINE_integer("hidden_width", 200, "Deterministic units per layer.")
 flags.DEFINE_list("seeds", ["0"], "Seeds: one run per cell and seed.")
-flags.DEFINE_integer("parallel", 1, "Trainings at once, one process each (CPU: 2 on 2 cores).")
+flags.DEFINE_integer("parallel", 0, "Trainings at once, one process each; 0: one per "
+                     "CPU core on a CPU, 1 on an accelerator (lab/sweeps.resolve_parallel).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -50,7 +51,7 @@ def main(argv):
     c.hidden_dims = (FLAGS.hidden_width,) * depth
     return c, os.path.join(FLAGS.workdir, f"{method}_L{depth}_d{width}")
 
-  if FLAGS.parallel > 1:   # train every run first, K at a time; the loop below collects
+  if sweeps.resolve_parallel(FLAGS.parallel) > 1:   # train every run first, K at a time; the loop below collects
     sweeps.train_many([j for m in FLAGS.methods for d in depths for w in widths
                        for j in sweeps.seed_jobs(*cell(m, d, w), seeds)], FLAGS.parallel)
   for method in FLAGS.methods:

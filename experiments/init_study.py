@@ -36,7 +36,8 @@ flags.DEFINE_list("inits", list(layers.INITS), f"Initializations from {layers.IN
 flags.DEFINE_list("cells", ["200x3:vae:3000", "40x4:vae:8000", "40x4:hvae:8000"],
                   "width x depth : method preset : steps.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (one workdir each).")
-flags.DEFINE_integer("parallel", 1, "Trainings at once, one process each (CPU: 2 on 2 cores).")
+flags.DEFINE_integer("parallel", 0, "Trainings at once, one process each; 0: one per "
+                     "CPU core on a CPU, 1 on an accelerator (lab/sweeps.resolve_parallel).")
 flags.DEFINE_integer("initial_kl_examples", 500, "Eval examples for the initial KL.")
 flags.DEFINE_string("table", "init_study", "Name of the output files (<table>.csv/json/md).")
 flags.DEFINE_bool("reevaluate", False, "Evaluate every run's final checkpoint again with "
@@ -109,7 +110,7 @@ def main(argv):
   rows, table = [], []
   root_of = lambda width, depth, method, steps, init: os.path.join(
       FLAGS.workdir, f"{width}x{depth}_{method}_{steps}", init)
-  if FLAGS.parallel > 1:   # train every run first, K at a time; the loop below collects
+  if sweeps.resolve_parallel(FLAGS.parallel) > 1:   # train every run first, K at a time; the loop below collects
     sweeps.train_many([j for (w, d, m, s) in cells for init in FLAGS.inits
                        for j in sweeps.seed_jobs(cell_config(base, init, w, d, m, s),
                                                  root_of(w, d, m, s, init), seeds)],

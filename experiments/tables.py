@@ -24,7 +24,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "docs", "runs")
-PAGES = [os.path.join(ROOT, "docs", "results.md")]
+PAGES = [os.path.join(ROOT, "docs", "results.md"), os.path.join(ROOT, "docs", "performance.md")]
 BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
                    r"(<!-- END GENERATED: (?P=name) -->)", re.S)
 
@@ -224,7 +224,22 @@ def prediction_text(n: int) -> str:
   return "\n".join(lines) + "\n"
 
 
+def parallel_table(path=os.path.join(ROOT, "docs", "data", "parallel_cpu.json")) -> str:
+  with open(path) as f:
+    rows = json.load(f)
+  base = {r["method"]: r["aggregate_steps_per_s"] for r in rows
+          if r["mode"].startswith("1 process")}
+  lines = ["| method | mode | aggregate steps/s | against 1 process | wall, 2 runs |",
+           "|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(f"| {r['method']} | {r['mode']} | {r['aggregate_steps_per_s']:.1f} | "
+                 f"{r['aggregate_steps_per_s'] / base[r['method']]:.2f}× | "
+                 f"{r['wall_s']:.1f} s ({r['steps']:,} steps each) |")
+  return "\n".join(lines) + "\n"
+
+
 TABLES = {
+    "parallel_cpu": parallel_table,
     "rho_n_grid": lambda: rho_n_table(load("rho_n_grid")),
     "rho_n_fit": lambda: kappa_fit_text(load("rho_n_grid")),
     "rho_n_same_kappa": lambda: same_kappa_table(load("rho_n_grid") + load("rho_n_10")),

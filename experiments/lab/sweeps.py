@@ -79,6 +79,23 @@ def _cpu_sets(parallel: int) -> list:
   return [cpus[i * per:(i + 1) * per] for i in range(parallel)]
 
 
+def resolve_parallel(parallel: int) -> int:
+  """``--parallel``: 0 (the default) means one training per CPU core, each pinned to its
+  core, when JAX runs on the CPU (the fastest way to run a sweep there:
+  docs/performance.md), and 1 on an accelerator; any other value is used as it is."""
+  if parallel < 0:
+    raise ValueError(f"--parallel={parallel}: must be >= 0 (0: automatic)")
+  if parallel:
+    return parallel
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() != "cpu":
+    return 1
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except AttributeError:
+    return max(1, os.cpu_count() or 1)
+
+
 def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True,
                limit_threads: bool = True) -> list[dict]:
   """``train_or_collect`` for every ``(config, workdir)`` of ``jobs``, in order.
@@ -92,9 +109,8 @@ def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True,
   Returns each job's last evaluation. A worker that fails raises ``RuntimeError`` naming
   its workdir and log (``workdir/worker.log``) after the other workers finish.
   """
-  if parallel < 1:
-    raise ValueError(f"--parallel={parallel}: must be >= 1")
-  if parallel == 1:
+  parallel = resolve_parallel(parallel)
+  if parallel == 1 or len(jobs) <= 1:
     return [train_or_collect(c, w) for c, w in jobs]
   results = [_finished(c, w) for c, w in jobs]
   todo = [i for i, r in enumerate(results) if r is None]
