@@ -238,7 +238,109 @@ def parallel_table(path=os.path.join(ROOT, "docs", "data", "parallel_cpu.json"))
   return "\n".join(lines) + "\n"
 
 
+def legacy_phase_table(path: str, label: str) -> str:
+  """The format of results.md sections 2 (phase transition, width) from a list of rows
+  (phase_transition.py's JSON rows): a layer is informative on >= 1 x-based unit, the
+  rule of the time."""
+  with open(path) as f:
+    rows = json.load(f)
+  rows = rows["rows"] if isinstance(rows, dict) else rows
+  head = (f"| {label} ρ | seeds | ELBO mean ± sd (seeds) | top KL mean ± sd (seeds) | "
+          "KL per layer z1..zL (mean) | AU x-based z1..zL per seed | I(x; z_i) z1..zL (mean) | "
+          "seeds with x-info above z1 | seeds with x-info in z_L |\n"
+          "|---|---|---|---|---|---|---|---|---|\n")
+  lines = []
+  for name, rho in sorted({(r["dataset"], r["rho"]) for r in rows}):
+    at = sorted((r for r in rows if r["dataset"] == name and r["rho"] == rho),
+                key=lambda r: r["seed"])
+    mean = lambda key, d: " ".join(f"{v:.{d}f}" for v in np.mean([r[key] for r in at], 0))
+    above = sum(any(u >= 1 for u in r["active_units_x"][1:]) for r in at)
+    top = sum(r["active_units_x"][-1] >= 1 for r in at)
+    lines.append(
+        f"| {name} {rho:g} | {','.join(str(r['seed']) for r in at)} | "
+        f"{mean_sd([r['elbo_nats'] for r in at])} | "
+        f"{mean_sd([r['kl_per_layer_nats'][-1] for r in at], 2)} | "
+        f"{mean('kl_per_layer_nats', 2)} | "
+        f"{'; '.join(','.join(map(str, r['active_units_x'])) for r in at)} | "
+        f"{mean('mutual_information_nats', 2)} | {above}/{len(at)} | {top}/{len(at)} |")
+  return head + "\n".join(lines) + "\n"
+
+
+DATA = os.path.join(ROOT, "docs", "data")
+
+
+def legacy_compare_table(path: str) -> str:
+  """results.md section 3's skip table from compare.py's CSV (one row per method and
+  seed): per-layer columns bottom to top, informative on >= 1 x-based unit."""
+  import csv  # pylint: disable=g-import-not-at-top
+  with open(path) as f:
+    rows = list(csv.DictReader(f))
+  for r in rows:
+    for key in ("active_units_x", "active_units_conditional", "kl_per_layer_nats",
+                "mutual_information_nats"):
+      r[key] = json.loads(r[key])
+    r["seed"] = int(r["seed"])
+  head = ("| run (4 × 40, 20k steps) | L100 mean ± sd (seeds 0, 1, 2) | ELBO | KL per layer "
+          "z1..z4 (mean) | AU x-based z1..z4 per seed | AU conditional z1..z4 per seed | "
+          "I(x; z_i) z1..z4 (mean) | seeds with x-info above z1 | seeds with x-info in z4 |\n"
+          "|---|---|---|---|---|---|---|---|---|\n")
+  lines = []
+  for method in dict.fromkeys(r["method"] for r in rows):
+    at = sorted((r for r in rows if r["method"] == method), key=lambda r: r["seed"])
+    mean = lambda key, d: " / ".join(f"{v:.{d}f}" for v in np.mean([r[key] for r in at], 0))
+    units = lambda key: "; ".join(",".join(map(str, r[key])) for r in at)
+    above = sum(any(u >= 1 for u in r["active_units_x"][1:]) for r in at)
+    top = sum(r["active_units_x"][-1] >= 1 for r in at)
+    lines.append(f"| {method} | {mean_sd([float(r['iw_bound_k100']) for r in at])} | "
+                 f"{mean_sd([float(r['elbo_nats']) for r in at])} | "
+                 f"{mean('kl_per_layer_nats', 2)} | {units('active_units_x')} | "
+                 f"{units('active_units_conditional')} | "
+                 f"{mean('mutual_information_nats', 2)} | {above}/{len(at)} | {top}/{len(at)} |")
+  return head + "\n".join(lines) + "\n"
+
+def legacy_init_table(path: str) -> str:
+  """results.md section 0's tables from init_study.py's CSV, in its format and order."""
+  import csv  # pylint: disable=g-import-not-at-top
+  with open(path) as f:
+    rows = list(csv.DictReader(f))
+  for r in rows:
+    for key in ("active_units_x", "initial_kl_per_layer_nats", "kl_per_layer_nats",
+                "mutual_information_nats"):
+      r[key] = json.loads(r[key])
+  per_layer = lambda at, key, d=1: " / ".join(
+      f"{c.mean():.{d}f}±{(c.std(ddof=1) if len(c) > 1 else 0.0):.{d}f}"
+      for c in np.asarray([r[key] for r in at], float).T)
+  lines = []
+  for cell in dict.fromkeys((r["width"], r["depth"], r["method"], r["steps"], r["init"])
+                            for r in rows):
+    at = sorted((r for r in rows if (r["width"], r["depth"], r["method"], r["steps"],
+                                     r["init"]) == cell), key=lambda r: int(r["seed"]))
+    above = sum(any(u >= 1 for u in r["active_units_x"][1:]) for r in at)
+    top = sum(r["active_units_x"][-1] >= 1 for r in at)
+    w, d, m, steps, init = cell
+    lines.append(f"| {w}x{d} | {m} | {steps} | {init} | "
+                 f"{per_layer(at, 'initial_kl_per_layer_nats')} | "
+                 f"{mean_sd([float(r['elbo_nats']) for r in at])} | "
+                 f"{per_layer(at, 'kl_per_layer_nats')} | "
+                 f"{'; '.join(','.join(map(str, r['active_units_x'])) for r in at)} | "
+                 f"{per_layer(at, 'mutual_information_nats', 2)} | {above}/{len(at)} | "
+                 f"{top}/{len(at)} |")
+  head = ("| model | method | steps | init | initial KL z1..zL | ELBO mean ± sd (seeds) | "
+          "KL z1..zL | AU x-based z1..zL per seed | I(x; z_i) z1..zL | seeds with x-info "
+          "above z1 | seeds with x-info in z_L |\n|" + "---|" * 11 + "\n")
+  return head + "\n".join(lines) + "\n"
+
+
 TABLES = {
+    "init_main": lambda: legacy_init_table(os.path.join(DATA, "init_study_main.csv")),
+    "init_others": lambda: legacy_init_table(os.path.join(DATA,
+                                                          "init_study_others_wide.csv")),
+    "skips_20k": lambda: legacy_compare_table(os.path.join(DATA, "skips_mnist_20k.csv")),
+    "phase_4x40": lambda: legacy_phase_table(os.path.join(DATA, "phase_transition.json"),
+                                             "4 × 40"),
+    "width_3x40": lambda: legacy_phase_table(os.path.join(DATA, "width_3x40.json"), "3 × 40"),
+    "width_3x200": lambda: legacy_phase_table(os.path.join(DATA, "width_3x200.json"),
+                                              "3 × 200"),
     "parallel_cpu": parallel_table,
     "rho_n_grid": lambda: rho_n_table(load("rho_n_grid")),
     "rho_n_fit": lambda: kappa_fit_text(load("rho_n_grid")),
