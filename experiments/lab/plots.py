@@ -153,7 +153,8 @@ def rho_n_curves(results: dict, path_rho: str, path_kappa: str, title: str = "")
   (``path_kappa``). Rows carry rho, num_ou_samples (0: the VAE), kappa; several rows per
   cell (seeds) are drawn as their mean and every seed."""
   for path, axis in ((path_rho, "rho"), (path_kappa, "kappa")):
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    share = all("x_share_units" in r for rows in results.values() for r in rows)
+    fig, axes = plt.subplots(1, 4 if share else 3, figsize=(21 if share else 16, 4.4))
     for d, (name, rows) in enumerate(results.items()):
       ns = sorted({r.get("num_ou_samples") or 0 for r in rows})
       for j, n in enumerate(ns):
@@ -165,8 +166,10 @@ def rho_n_curves(results: dict, path_rho: str, path_kappa: str, title: str = "")
         _seed_series(axes[0], at, lambda r: r["kl_per_layer_nats"][-1], fmt, label=label)
         _seed_series(axes[1], at, lambda r: r["active_units_x"][-1], fmt, label=label)
         _seed_series(axes[2], at, lambda r: r["elbo_nats"], fmt, label=label)
+        if share:
+          _seed_series(axes[3], at, lambda r: r["x_share_units"][-1], fmt, label=label)
     for ax, label in zip(axes, ["top-layer KL (nats)", "top layer: x-based active units",
-                                "ELBO (nats)"]):
+                                "ELBO (nats)", "top layer: units with x-share >= 0.1"]):
       ax.set_xlabel("rho" if axis == "rho" else "kappa = (1 - rho^2)(1 - 1/n)")
       ax.set_title(label)
       ax.grid(alpha=0.3)
