@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hermite_vae import objectives
-from hermite_vae.models import hierarchy, layers
+from hermite_vae.models import hierarchy, layers, terms
 from hermite_vae.ou import correlated_samples
 
 
@@ -98,7 +98,7 @@ def surrogate_gap(model, params, x, key, *, rho, num_ou_samples, num_draws=16,
 def _smoothing(rho, num_ou_samples, gradient, target="mean_std"):
   if rho >= 1.0:
     return None                     # the VAE's gradient
-  return objectives.Smoothing(rho, num_ou_samples, target, False, gradient)
+  return terms.Smoothing(rho, num_ou_samples, target, False, gradient)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8))

@@ -49,12 +49,8 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from hermite_vae import ou, rng
-from hermite_vae.models import layers
-# One posterior path and the flattening of images live with the models, so that no model
-# module imports the objectives.
-from hermite_vae.models import hierarchy
-from hermite_vae.models.hierarchy import encode_path, flatten, path_contexts
+from hermite_vae.models import hierarchy, terms
+from hermite_vae.models.terms import LayerTerms, Smoothing
 
 METHODS = ("vae", "iwae", "hvae")
 SMOOTH_TARGETS = ("mean_std", "ratio")
@@ -89,85 +85,14 @@ class ObjectiveConfig:
                ou_chain_layers=bool(c.ou_chain_layers))
 
 
-@dataclasses.dataclass(frozen=True)
-class Smoothing:
-  rho: Any                 # float or traced scalar in [0, 1]
-  num_ou_samples: int      # n, the OU samples per smoothed layer
-  target: str = "mean_std"
-  sequential: bool = False  # evaluate the n samples one after another (memory of one)
-  gradient: str = "substitute"  # substitute | jacobian (see the module docstring)
-  chain: bool = False       # one layer's n samples live at a time (smooth's ``after``)
-
-
-@flax.struct.dataclass
-class LayerTerms:
-  log_px: jax.Array        # [B] log p(x|z_1)
-  kl: jax.Array            # [L, B] per-layer KL terms (top one analytic)
-  log_ratio_top: jax.Array  # [B] log q(z_L|.) - log p(z_L), single sample (for IW bounds)
-
-  @property
-  def elbo(self):          # [B]
-    return self.log_px - jnp.sum(self.kl, axis=0)
-
-  @property
-  def log_weight(self):    # [B] log p(x, z) - log q(z|x) for this sample path
-    return self.log_px - jnp.sum(self.kl[:-1], axis=0) - self.log_ratio_top
-
-
 def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) -> LayerTerms:
-  """Reconstruction and per-layer KL terms for one posterior sample per example."""
-  variables = {"params": params}
-  path_key, ou_key = rng.terms_keys(key)
-  path = encode_path(model, params, x, path_key)
-  num_layers = len(path)
-  # Skip connections: each generator's top-down state of the latents above its input,
-  # and the decoder's (all None without skips).
-  contexts = path_contexts(model, params, path)
-  out = hierarchy.decode(model, variables, path[0][0], contexts[-1])
-  log_px = layers.log_likelihood(model.likelihood, flatten(x), out)
-  chain = smoothing is not None and smoothing.chain
-  kls, after = [], (() if chain else None)   # (): the first call of smooth's chain
-  for i in range(num_layers - 1):
-    z, q_loc, q_scale = path[i]
-    z_above, above_loc, above_scale = path[i + 1]
-    log_q = layers.gaussian_log_prob(z, q_loc, q_scale)
-    log_p = _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
-                                smoothing, rng.ou_layer_key(ou_key, i), after,
-                                contexts[i])
-    after = log_p if chain else None
-    kls.append(log_q - log_p)
-  z_top, top_loc, top_scale = path[-1]
-  kls.append(layers.kl_to_standard_normal(top_loc, top_scale))
-  log_ratio_top = (layers.gaussian_log_prob(z_top, top_loc, top_scale) -
-                   layers.gaussian_log_prob(z_top, 0.0, 1.0))
-  return LayerTerms(log_px=log_px, kl=jnp.stack(kls), log_ratio_top=log_ratio_top)
-
-
-def _generator_log_prob(model, variables, i, z, z_above, above_loc, above_scale,
-                        smoothing, key, after=None, context=None):
-  """log p(z_i | z_{i+1}[, context]), OU-smoothed for the gradient when ``smoothing`` is
-  given. Only the layer's own stochastic input z_{i+1} is OU-perturbed (eq. 4 with its
-  posterior's loc/scale); the skip connections' ``context`` (the state of the latents
-  above z_{i+1}) is held fixed inside the smoothed function, whose closure passes its
-  gradient on (``smooth`` hoists closed-over arrays)."""
-  apply = lambda h: hierarchy.generate(model, variables, i, h, context)
-  if smoothing is None:
-    loc, scale = apply(z_above)
-    return layers.gaussian_log_prob(z, loc, scale)
-  if smoothing.target == "mean_std":
-    fn, log_prob = apply, layers.gaussian_log_prob
-  else:
-    def fn(h):
-      loc, scale = apply(h)
-      return loc / scale, scale
-    log_prob = layers.gaussian_log_prob_ratio
-  density = lambda params: log_prob(z, *params)
-  substitute = smoothing.gradient == "substitute"
-  smoothed = ou.smooth(fn, smoothing.rho, smoothing.num_ou_samples,
-                       outer=density if substitute else None,
-                       sequential=smoothing.sequential)(key, z_above, above_loc, above_scale,
-                                                        after=after)
-  return smoothed if substitute else density(smoothed)
+  """Reconstruction and per-layer KL terms for one posterior sample per example: the
+  model's forward pass (``model.apply(variables, x, key, smoothing)``) for the library's
+  hierarchies, the same ``terms.forward`` over ``apply`` calls of its layers for a
+  layer-wise model of one's own."""
+  if isinstance(model, hierarchy.LayerwiseHierarchy):
+    return model.apply({"params": params}, x, key, smoothing)
+  return terms.forward(hierarchy.applied_layers(model, params), x, key, smoothing)
 
 
 # ---------------------------------------------------------------- schedules

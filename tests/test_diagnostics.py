@@ -10,7 +10,7 @@ import pytest
 from hermite_vae import diagnostics, objectives
 from hermite_vae.hermite import hermite
 from hermite_vae.models.mlp import MLPHierarchicalVAE
-from hermite_vae.models import hierarchy
+from hermite_vae.models import hierarchy, terms
 
 LOC = jnp.array([[0.5, -1.0, 2.0], [0.0, 0.3, -0.2]])
 SCALE = jnp.array([[2.0, 0.5, 1.0], [0.7, 1.5, 0.4]])
@@ -52,7 +52,7 @@ def test_gradient_variance_matches_a_loop_over_seeds(rho, layer):
   key = jax.random.PRNGKey(7)
   got = diagnostics.gradient_variance(MODEL, PARAMS, X, key, layer=layer, rho=rho,
                                       num_ou_samples=3, num_draws=12, chunk=4)
-  smoothing = None if rho == 1.0 else objectives.Smoothing(rho, 3, "mean_std", False,
+  smoothing = None if rho == 1.0 else terms.Smoothing(rho, 3, "mean_std", False,
                                                            "substitute")
   name = None if layer is None else f"p_z{layer + 1}"
   def loss(sub, k):

@@ -13,7 +13,7 @@ from hermite_vae import correlated_samples, objectives, rng
 from hermite_vae.models import layers
 from hermite_vae.models.mlp import MLPHierarchicalVAE
 from hermite_vae.models.resnet import ResNetHierarchicalVAE
-from hermite_vae.models import hierarchy
+from hermite_vae.models import hierarchy, terms
 
 # lecun_normal: generators that depend on their input from the start (the default
 # initialization starts every p(z_i|z_{i+1}) near N(0, I), where smoothing has little to act on).
@@ -95,7 +95,7 @@ def _reference_hvae_loss(params, rho, n, eq4=True, model=MODEL, target="mean_std
   variables = {"params": params}
   path = hierarchy.encode_path(model, params, X, PATH_KEY)
   out = model.apply(variables, path[0][0], method=model.decode)
-  log_px = layers.log_likelihood(model.likelihood, hierarchy.flatten(X), out)
+  log_px = layers.log_likelihood(model.likelihood, terms.flatten(X), out)
   kls = []
   for i in range(len(path) - 1):
     (z, q_loc, q_scale), (z_above, loc, scale) = path[i], path[i + 1]

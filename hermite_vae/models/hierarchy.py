@@ -20,8 +20,8 @@ fixed inside the smoothed function and gets its gradient through ``smooth``'s cl
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 
+from hermite_vae.models import terms
 from hermite_vae.models.layers import LIKELIHOODS, scale_pixels
 
 
@@ -68,23 +68,31 @@ class LayerwiseHierarchy(nn.Module):
         states[j] = state
     return states
 
-  def __call__(self, x, key):
-    """One ancestral pass through every layer (used to initialise all parameters).
+  def __call__(self, x, key, smoothing=None):
+    """The forward pass: reconstruction and per-layer KL terms for one posterior sample
+    path per example (:func:`hermite_vae.models.terms.forward` with this module's own
+    layers), every intermediate generator OU-smoothed for the gradient when
+    ``smoothing`` (a ``terms.Smoothing``) is given. Also what ``init`` runs.
 
     Args:
-      x: [B, num_pixels].
+      x: [B, ...] images, flattened inside.
+      key: the PRNG key of the path and the OU samples (``rng.terms_keys``).
     Returns:
-      the decoder's output for z_1 (see :meth:`decode`).
+      ``terms.LayerTerms``: ``log_px`` [B], ``kl`` [L, B], ``log_ratio_top`` [B].
     """
-    h, zs = x, []
-    for i in range(self.num_layers):
-      loc, scale = self.encode_layer(i, h)
-      h = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape)
-      zs.append(h)
-    contexts = generator_contexts(self.top_down_states(zs))
-    for i in range(self.num_layers - 1):
-      self.generate_layer(i, zs[i + 1], contexts[i])
-    return self.decode(zs[0], contexts[-1])
+    return terms.forward(self.bound_layers(), x, key, smoothing)
+
+  def bound_layers(self) -> terms.Layers:
+    """This module's layers as ``terms.Layers`` (inside ``apply``)."""
+    with_context = lambda f: (lambda *a, context=None: f(*a) if context is None
+                              else f(*a, context))
+    generate, decode = with_context(self.generate_layer), with_context(self.decode)
+    contexts = lambda zs: (generator_contexts(self.top_down_states(zs))
+                           if has_skips(self) else [None] * len(zs))
+    return terms.Layers(encode=self.encode_layer,
+                        generate=lambda i, h, c: generate(i, h, context=c),
+                        decode=lambda z, c: decode(z, context=c), contexts=contexts,
+                        likelihood=self.likelihood, num_layers=self.num_layers)
 
 
 def has_skips(model) -> bool:
@@ -123,18 +131,21 @@ def path_contexts(model, params, path):
   return generator_contexts(states)
 
 
-def flatten(x):
-  """[B, ...] -> [B, prod(...)]."""
-  return x.reshape(x.shape[0], -1)
+def applied_layers(model, params) -> terms.Layers:
+  """``model``'s layers as ``terms.Layers`` of ``apply`` calls (outside ``apply``; any
+  layer-wise model with ``encode_layer``, ``generate_layer``, ``decode``, ``likelihood``
+  and ``latent_dims``)."""
+  variables = {"params": params}
+  return terms.Layers(
+      encode=lambda i, h: model.apply(variables, i, h, method=model.encode_layer),
+      generate=lambda i, h, c: generate(model, variables, i, h, c),
+      decode=lambda z, c: decode(model, variables, z, c),
+      contexts=lambda zs: path_contexts(model, params, [(z, None, None) for z in zs]),
+      likelihood=model.likelihood, num_layers=len(model.latent_dims))
 
 
 def encode_path(model, params, x, key):
   """One posterior sample path. Returns [(z_i, loc_i, scale_i)] bottom to top."""
   variables = {"params": params}
-  h, path = flatten(x), []
-  for i in range(len(model.latent_dims)):
-    loc, scale = model.apply(variables, i, h, method=model.encode_layer)
-    z = loc + scale * jax.random.normal(jax.random.fold_in(key, i), loc.shape, loc.dtype)
-    path.append((z, loc, scale))
-    h = z
-  return path
+  encode = lambda i, h: model.apply(variables, i, h, method=model.encode_layer)
+  return terms.sample_path(encode, len(model.latent_dims), x, key)
