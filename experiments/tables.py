@@ -72,14 +72,18 @@ def _cells(runs):
   return {k: sorted(v, key=lambda r: r["seed"]) for k, v in sorted(cells.items())}
 
 
-def rho_n_table(runs) -> str:
+def rho_n_table(runs, vae_runs=None) -> str:
   cells = _cells(runs)
-  head = ("| n | ρ | κ | seeds | ELBO | L100 | top KL | KL per layer z1..z4 (mean) | "
+  vae = {r["seed"]: r["iw_bound_k100"] for r in (vae_runs or runs)
+         if r["config"]["method"] == "vae"}
+  head = ("| n | ρ | κ | seeds | ELBO | L100 | L100 − the VAE's, same seed | top KL | KL per layer z1..z4 (mean) | "
           "x-based AU z1..z4 per seed | x-share units (≥ 0.1) z1..z4 per seed | "
           "I(x; z_i) (mean) | surrogate gap z1..z3 (mean, nats) | seeds: z4 informative |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
   lines = []
   for (n, rho), at in cells.items():
+    delta = ("—" if not n or not all(r["seed"] in vae for r in at) else
+             ", ".join(f"{r['iw_bound_k100'] - vae[r['seed']]:+.1f}" for r in at))
     gap = ("—" if not n else " ".join(
         _fmt_gap(np.mean([r["surrogate_gap"]["gap"][i] for r in at]))
         for i in range(len(at[0]["surrogate_gap"]["gap"]))))
@@ -87,7 +91,7 @@ def rho_n_table(runs) -> str:
         f"| {n or 'vae'} | {rho:g} | {kappa(rho, n):.3f} | "
         f"{','.join(str(r['seed']) for r in at)} | "
         f"{mean_sd([r['final']['elbo_nats'] for r in at])} | "
-        f"{mean_sd([r['iw_bound_k100'] for r in at])} | "
+        f"{mean_sd([r['iw_bound_k100'] for r in at])} | {delta} | "
         f"{mean_sd([r['final']['kl_per_layer_nats'][-1] for r in at], 2)} | "
         f"{per_layer_mean(at, 'kl_per_layer_nats')} | "
         f"{'; '.join(','.join(map(str, r['final']['active_units_x'])) for r in at)} | "
@@ -345,7 +349,8 @@ TABLES = {
     "rho_n_grid": lambda: rho_n_table(load("rho_n_grid")),
     "rho_n_fit": lambda: kappa_fit_text(load("rho_n_grid")),
     "rho_n_same_kappa": lambda: same_kappa_table(load("rho_n_grid") + load("rho_n_10")),
-    "rho_n_10_table": lambda: rho_n_table(load("rho_n_10")) if load("rho_n_10") else
+    "rho_n_10_table": lambda: rho_n_table(load("rho_n_10"), load("rho_n_grid"))
+                              if load("rho_n_10") else
                               "No n = 10 run has finished yet.\n",
     "rho_n_prediction": lambda: prediction_text(10),
 }
