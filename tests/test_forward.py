@@ -26,10 +26,14 @@ def _equal(a, b):
   return len(la) == len(lb) and all(np.array_equal(u, v) for u, v in zip(la, lb))
 
 
-@pytest.mark.parametrize("skips", [False, True])
-@pytest.mark.parametrize("smoothing", [None, terms.Smoothing(0.5, 4),
-                                       terms.Smoothing(0.5, 4, "ratio", chain=True),
-                                       terms.Smoothing(0.7, 3, gradient="jacobian")])
+SMOOTHINGS = [None, terms.Smoothing(0.5, 4), terms.Smoothing(0.5, 4, "ratio", chain=True),
+              terms.Smoothing(0.7, 3, gradient="jacobian")]
+# Each smoothing once by default (with and without skips alternating); the rest is slow.
+CASES = [pytest.param(s, k, marks=() if (i % 2 == 0) == k else pytest.mark.slow)
+         for i, s in enumerate(SMOOTHINGS) for k in (False, True)]
+
+
+@pytest.mark.parametrize("smoothing,skips", CASES)
 def test_forward_pass_equals_the_per_layer_terms_bit_for_bit(skips, smoothing):
   model = MLPHierarchicalVAE((5, 4, 3), (16, 12, 8), num_pixels=20, skip_connections=skips,
                              initialization="lecun_normal", skip_init="joint")
