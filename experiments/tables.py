@@ -273,17 +273,24 @@ def legacy_phase_table(path: str, label: str) -> str:
 DATA = os.path.join(ROOT, "docs", "data")
 
 
-def legacy_compare_table(path: str) -> str:
-  """results.md section 3's skip table from compare.py's CSV (one row per method and
-  seed): per-layer columns bottom to top, informative on >= 1 x-based unit."""
+def read_csv(path: str, json_keys) -> list[dict]:
+  """The rows of a CSV written by ``sweeps.write_csv``: ``json_keys`` decoded from JSON
+  (lists), ``seed`` as an int."""
   import csv  # pylint: disable=g-import-not-at-top
   with open(path) as f:
     rows = list(csv.DictReader(f))
   for r in rows:
-    for key in ("active_units_x", "active_units_conditional", "kl_per_layer_nats",
-                "mutual_information_nats"):
+    for key in json_keys:
       r[key] = json.loads(r[key])
     r["seed"] = int(r["seed"])
+  return rows
+
+
+def legacy_compare_table(path: str) -> str:
+  """results.md section 3's skip table from compare.py's CSV (one row per method and
+  seed): per-layer columns bottom to top, informative on >= 1 x-based unit."""
+  rows = read_csv(path, ("active_units_x", "active_units_conditional", "kl_per_layer_nats",
+                         "mutual_information_nats"))
   head = ("| run (4 × 40, 20k steps) | L100 mean ± sd (seeds 0, 1, 2) | ELBO | KL per layer "
           "z1..z4 (mean) | AU x-based z1..z4 per seed | AU conditional z1..z4 per seed | "
           "I(x; z_i) z1..z4 (mean) | seeds with x-info above z1 | seeds with x-info in z4 |\n"
@@ -304,13 +311,8 @@ def legacy_compare_table(path: str) -> str:
 
 def legacy_init_table(path: str) -> str:
   """results.md section 0's tables from init_study.py's CSV, in its format and order."""
-  import csv  # pylint: disable=g-import-not-at-top
-  with open(path) as f:
-    rows = list(csv.DictReader(f))
-  for r in rows:
-    for key in ("active_units_x", "initial_kl_per_layer_nats", "kl_per_layer_nats",
-                "mutual_information_nats"):
-      r[key] = json.loads(r[key])
+  rows = read_csv(path, ("active_units_x", "initial_kl_per_layer_nats", "kl_per_layer_nats",
+                         "mutual_information_nats"))
   per_layer = lambda at, key, d=1: " / ".join(
       f"{c.mean():.{d}f}±{(c.std(ddof=1) if len(c) > 1 else 0.0):.{d}f}"
       for c in np.asarray([r[key] for r in at], float).T)
@@ -318,7 +320,7 @@ def legacy_init_table(path: str) -> str:
   for cell in dict.fromkeys((r["width"], r["depth"], r["method"], r["steps"], r["init"])
                             for r in rows):
     at = sorted((r for r in rows if (r["width"], r["depth"], r["method"], r["steps"],
-                                     r["init"]) == cell), key=lambda r: int(r["seed"]))
+                                     r["init"]) == cell), key=lambda r: r["seed"])
     above = sum(any(u >= 1 for u in r["active_units_x"][1:]) for r in at)
     top = sum(r["active_units_x"][-1] >= 1 for r in at)
     w, d, m, steps, init = cell
