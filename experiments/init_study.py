@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
-from hermite_vae import config_lib, data, objectives, rng, train
+from hermite_vae import config_lib, data, objectives, rng
 from hermite_vae.models import layers
 from hermite_vae import state as state_lib
 from lab import sweeps

@@ -43,9 +43,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional
+from typing import Optional
 
-import flax
 import jax
 import jax.numpy as jnp
 

@@ -282,7 +282,7 @@ def test_evaluate_dataset_rejects_empty_input():
 def test_example_cap_and_padding_count_each_example_once():
   """21 of 37 examples in batches of 8: the padded rows of the last batch are in no sum
   (the ELBO equals the mean over exactly the 21 real rows; an unmasked padded row fails)."""
-  from hermite_vae import data, train
+  from hermite_vae import data
   images = (np.arange(37 * 6) % 2).reshape(37, 6, 1, 1).astype(np.uint8)
   images[21:] = 1 - images[21:]     # the examples beyond the cap differ from the first 21
   batches = list(data.eval_batches(images, 8, state_lib.make_mesh(), max_examples=21))

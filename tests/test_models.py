@@ -9,7 +9,6 @@ import pytest
 from configs import cifar10_mlp, cifar10_resnet, mnist_mlp, mnist_mlp_5layer, mnist_mlp_64, mnist_resnet
 from hermite_vae.models.layers import gaussian_log_prob, gaussian_log_prob_ratio, kl_to_standard_normal
 from hermite_vae.models.mlp import MLPHierarchicalVAE, count_params
-from hermite_vae import train
 from hermite_vae import state as state_lib
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from hermite_vae import state as state_lib
 from hermite_vae import config_lib, metrics_io
 from hermite_vae import workdir as workdir_lib
 

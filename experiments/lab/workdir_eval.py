@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 
-from hermite_vae import data, evaluation, train
+from hermite_vae import data, evaluation
 from hermite_vae import workdir as workdir_lib
 from hermite_vae import state as state_lib
 
