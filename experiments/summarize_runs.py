@@ -58,6 +58,8 @@ EVAL_KEYS = ("step", "elbo_nats", "kl_per_layer_nats", "active_units_x",
              "active_units_conditional", "x_share_units", "x_share_layer",
              "mutual_information_nats", "iw_bound_k100")
 
+TRAIN_KEYS = ("step", "loss", "loss_max", "grad_norm", "grad_norm_max")
+
 
 def finished_workdirs(root: str):
   for d, _, files in sorted(os.walk(root)):
@@ -92,6 +94,11 @@ def summarize(workdir: str) -> dict:
          "iw_bound_k1": final.get("iw_bound_k1"),
          "trainer_evals": [{key: r[key] for key in EVAL_KEYS if key in r}
                            for r in records if r["split"] == "eval"],
+         # The logged training records (means over log_every steps; the max over the
+         # interval where the trainer logs it): what a loss spike is judged from.
+         "train_curve": {key: [r[key] for r in records if r["split"] == "train"]
+                         for key in TRAIN_KEYS
+                         if all(key in r for r in records if r["split"] == "train")},
          "skipped_nonfinite": int(sum(r.get("skipped_nonfinite", 0) for r in records
                                       if r["split"] == "train")),
          "train_seconds": round(_train_seconds(records), 1),

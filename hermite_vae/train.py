@@ -226,8 +226,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       done += k
       if done % config.log_every == 0 or done == config.num_train_steps:
         skipped = _check_finite(state, config.skip_nonfinite)
-        summary = jax.tree_util.tree_map(lambda *v: np.mean(np.concatenate(v), axis=0),
-                                         *jax.device_get(pending))
+        host = jax.device_get(pending)
+        summary = jax.tree_util.tree_map(lambda *v: np.mean(np.concatenate(v), axis=0), *host)
+        # A spike of a few steps hides in the interval's mean: the interval's largest
+        # per-step loss and gradient norm are logged beside it.
+        for key in ("loss", "grad_norm"):
+          summary[f"{key}_max"] = float(np.max(np.concatenate([m[key] for m in host])))
         now = time.time()
         num_steps = sum(len(m["loss"]) for m in pending)
         summary["steps_per_sec"] = num_steps / max(now - t_last, 1e-9)

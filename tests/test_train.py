@@ -36,6 +36,9 @@ def test_end_to_end(tmp_path, method, extra):
   train_rec = [r for r in records if r["split"] == "train"]
   assert [r["step"] for r in train_rec] == [2, 4, 6]
   assert all("steps_per_sec" in r and len(r["kl_per_layer_nats"]) == 3 for r in train_rec)
+  # Each record's largest per-step loss and gradient norm bound the interval's means.
+  assert all(r["loss_max"] >= r["loss"] - 1e-4 and r["grad_norm_max"] >= r["grad_norm"] - 1e-4
+             for r in train_rec)
   assert os.listdir(os.path.join(workdir, "tensorboard"))
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
   info = json.load(open(os.path.join(workdir, "config.json")))
