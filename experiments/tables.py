@@ -355,7 +355,114 @@ TABLES = {
                               if load("rho_n_10") else
                               "No n = 10 run has finished yet.\n",
     "rho_n_prediction": lambda: prediction_text(10),
+    "campaign_table": lambda: campaign_table(load(CAMPAIGN)),
+    "campaign_vs_vae": lambda: campaign_vs_vae(load(CAMPAIGN)),
+    "campaign_stability": lambda: campaign_stability(load(CAMPAIGN)),
 }
+
+
+CAMPAIGN = "fashion_mnist_100k"
+# A logged interval (log_every = 1,000 steps) counts as a gradient spike when its mean
+# gradient norm exceeds this multiple of the run's median interval mean.
+SPIKE_FACTOR = 3.0
+
+
+def _method_label(config) -> str:
+  if config["method"] != "hvae":
+    return config["method"]
+  return f"hvae ρ = {float(config['rho']):g}, n = {int(config['num_ou_samples'])}"
+
+
+def _by_method(runs):
+  """{label: [runs sorted by seed]}, the VAE first, then by decreasing rho."""
+  out = {}
+  for r in runs:
+    out.setdefault(_method_label(r["config"]), []).append(r)
+  order = lambda kv: (kv[0] != "vae", -float(kv[1][0]["config"]["rho"]))
+  return {k: sorted(v, key=lambda r: r["seed"]) for k, v in sorted(out.items(), key=order)}
+
+
+def spikes(run) -> dict:
+  """What the logged training curve shows of instabilities: the intervals whose mean
+  gradient norm exceeds SPIKE_FACTOR x the run's median (their steps), and the largest
+  rise of the interval-mean training loss from one interval to the next after the first
+  10% of training (nats)."""
+  c = run.get("train_curve") or {}
+  if not c.get("grad_norm"):
+    return {"steps": None, "loss_rise": None}
+  g = np.asarray(c["grad_norm"], float)
+  steps = [int(s) for s, v in zip(c["step"], g) if v > SPIKE_FACTOR * np.median(g)]
+  loss, st = np.asarray(c["loss"], float), np.asarray(c["step"])
+  late = st[1:] > 0.1 * st[-1]
+  rise = float(np.max(np.diff(loss)[late])) if late.any() else 0.0
+  return {"steps": steps, "loss_rise": rise}
+
+
+def campaign_table(runs) -> str:
+  if not runs:
+    return "No run of the campaign has finished yet.\n"
+  head = ("| method | seeds | test L1000 | test ELBO | KL per layer z1..z4 (mean) | top KL | "
+          "x-based AU z1..z4 per seed | x-share units (≥ 0.1) z1..z4 per seed | "
+          "x-share of the layer's variance z4 per seed | I(x; z_i) z1..z4 (mean) | "
+          "seeds: z4 informative | training minutes per run |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+  lines = []
+  for label, at in _by_method(runs).items():
+    f = lambda r: r["final"]
+    share = ", ".join(f"{f(r)['x_share_layer'][-1]:.3f}" for r in at)
+    minutes = ", ".join(f"{r['train_seconds'] / 60:.0f}" for r in at)
+    lines.append(
+        f"| {label} | {','.join(str(r['seed']) for r in at)} | "
+        f"{mean_sd([r['iw_bound_k1000'] for r in at])} | "
+        f"{mean_sd([f(r)['elbo_nats'] for r in at])} | "
+        f"{per_layer_mean(at, 'kl_per_layer_nats')} | "
+        f"{mean_sd([f(r)['kl_per_layer_nats'][-1] for r in at], 2)} | "
+        f"{'; '.join(','.join(map(str, f(r)['active_units_x'])) for r in at)} | "
+        f"{'; '.join(','.join(map(str, f(r)['x_share_units'])) for r in at)} | "
+        f"{share} | "
+        f"{per_layer_mean(at, 'mutual_information_nats', 2)} | "
+        f"{sum(informative(r)[-1] for r in at)}/{len(at)} | "
+        f"{minutes} |")
+  return head + "\n".join(lines) + "\n"
+
+
+def campaign_vs_vae(runs) -> str:
+  """Each hvae run's test L1000 minus the same seed's VAE, and the count of seeds where
+  the HVAE is ahead."""
+  by = _by_method(runs)
+  vae = {r["seed"]: r["iw_bound_k1000"] for r in by.get("vae", [])}
+  lines = []
+  for label, at in by.items():
+    if label == "vae":
+      continue
+    paired = [r for r in at if r["seed"] in vae]
+    if not paired:
+      continue
+    d = [r["iw_bound_k1000"] - vae[r["seed"]] for r in paired]
+    lines.append(f"* {label}: test L1000 − the same seed's VAE: " +
+                 ", ".join(f"seed {r['seed']}: {x:+.2f}" for r, x in zip(paired, d)) +
+                 f" nats; ahead in {sum(x > 0 for x in d)}/{len(d)} seeds.")
+  return ("\n".join(lines) if lines else "No seed has both a VAE and an HVAE run yet.") + "\n"
+
+
+def campaign_stability(runs) -> str:
+  if not runs:
+    return "No run of the campaign has finished yet.\n"
+  head = ("| run | skipped non-finite updates | intervals with mean gradient norm > "
+          f"{SPIKE_FACTOR:g}× the run's median (steps) | largest rise of the 1,000-step mean "
+          "training loss after 10% of training (nats) | median gradient norm |\n"
+          "|---|---|---|---|---|\n")
+  lines = []
+  for label, at in _by_method(runs).items():
+    for r in at:
+      sp = spikes(r)
+      g = (r.get("train_curve") or {}).get("grad_norm")
+      where = ("not logged" if sp["steps"] is None else
+               ", ".join(f"{s:,}" for s in sp["steps"]) or "none")
+      rise = "not logged" if sp["loss_rise"] is None else f"{sp['loss_rise']:+.2f}"
+      median = "—" if not g else f"{np.median(g):.1f}"
+      lines.append(f"| {label}, seed {r['seed']} | {r['skipped_nonfinite']} | "
+                   f"{where} | {rise} | {median} |")
 
 
 def render(text: str) -> str:
@@ -383,6 +490,23 @@ def figures(out_dir=os.path.join(ROOT, "docs", "figures")):
     plots.rho_n_curves({"mnist": rows}, os.path.join(out_dir, "rho_n_top_kl_vs_rho.png"),
                        os.path.join(out_dir, "rho_n_top_kl_vs_kappa.png"),
                        title="4 x 40 MLP, 8,000 steps, 9k MNIST digits, 3 seeds")
+  campaign = load(CAMPAIGN)
+  if campaign:
+    colours = ["tab:gray", "tab:red", "tab:blue", "tab:green"]
+    styles = ["-", "--", ":"]
+    curves = {}
+    for m, (label, at) in enumerate(_by_method(campaign).items()):
+      for r in at:
+        ev = sorted(r["trainer_evals"], key=lambda e: e["step"])
+        steps = np.array([e["step"] for e in ev])
+        curves[f"{label}, seed {r['seed']}"] = {
+            "elbo": (steps, np.array([e["elbo_nats"] for e in ev])),
+            "top_kl": (steps, np.array([e["kl_per_layer_nats"][-1] for e in ev])),
+            "style": {"color": colours[m % len(colours)],
+                      "linestyle": styles[r["seed"] % len(styles)], "marker": "."}}
+    plots.training_curves(
+        curves, os.path.join(out_dir, "fashion_mnist_100k_curves.png"),
+        title="Fashion-MNIST, 4 x 40 MLP: validation (1,000 images) every 10,000 steps")
 
 
 def main(argv=None):

@@ -31,3 +31,37 @@ def test_a_changed_summary_makes_the_check_fail(tmp_path, monkeypatch):
   summary["final"]["elbo_nats"] -= 10.0
   path.write_text(json.dumps(summary))
   assert tables.main(["--check"]) == 1
+
+
+def _summary(method, seed, l1000, rho=0.9, grad_norm=None):
+  steps = list(range(1000, 11000, 1000))
+  grad_norm = grad_norm or [40.0] * len(steps)
+  return {"config": {"method": method, "rho": rho, "num_ou_samples": 5}, "seed": seed,
+          "iw_bound_k1000": l1000, "skipped_nonfinite": 0, "train_seconds": 600.0,
+          "final": {"elbo_nats": l1000 - 5, "kl_per_layer_nats": [6.0, 4.0, 1.0, 2.0],
+                    "active_units_x": [10, 5, 2, 3], "x_share_units": [10, 5, 2, seed + 1],
+                    "x_share_layer": [0.9, 0.5, 0.2, 0.1],
+                    "mutual_information_nats": [5.0, 3.0, 1.0, 0.5]},
+          "trainer_evals": [], "train_curve": {
+              "step": steps, "loss": [250.0 - 0.1 * i for i in range(len(steps))],
+              "grad_norm": grad_norm}}
+
+
+def test_campaign_tables_pair_seeds_and_find_spikes():
+  spiky = [40.0] * 10
+  spiky[6] = 253.0
+  runs = [_summary("vae", 0, -240.0), _summary("vae", 1, -241.0),
+          _summary("hvae", 0, -238.5), _summary("hvae", 1, -242.0, grad_norm=spiky),
+          _summary("hvae", 0, -239.0, rho=0.7)]
+  paired = tables.campaign_vs_vae(runs)
+  assert "hvae ρ = 0.9, n = 5: test L1000 − the same seed's VAE: seed 0: +1.50, seed 1: -1.00" \
+      in paired and "ahead in 1/2 seeds" in paired
+  assert "hvae ρ = 0.7, n = 5" in paired and "ahead in 1/1 seeds" in paired
+  assert tables.spikes(runs[3])["steps"] == [7000]
+  assert tables.spikes(runs[2])["steps"] == [] and tables.spikes(runs[2])["loss_rise"] < 0
+  table = tables.campaign_table(runs)
+  rows = table.splitlines()[2:]
+  assert [r.split(" | ")[0] for r in rows] == ["| vae", "| hvae ρ = 0.9, n = 5",
+                                                "| hvae ρ = 0.7, n = 5"]
+  assert "-240.5 ± 0.7 (-240.0, -241.0)" in rows[0]
+  assert rows[1].endswith("| 1/2 | 10, 10 |")   # seed 1 has 2 x-share units in z4

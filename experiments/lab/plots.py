@@ -75,12 +75,15 @@ def heatmaps(grid: dict, depths, widths, path: str, title: str = "") -> None:
   plt.close(fig)
 
 
-def training_curves(runs: dict, path: str) -> None:
-  """runs[name] = {'elbo': (steps, values), 'top_kl': (steps, values)}."""
+def training_curves(runs: dict, path: str, title: str = "") -> None:
+  """runs[name] = {'elbo': (steps, values), 'top_kl': (steps, values)} and optionally
+  'style': keyword arguments of ``plot`` (colour per method, line style per seed)."""
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for name, c in runs.items():
-    axes[0].plot(*c["elbo"], label=name)
-    axes[1].plot(*c["top_kl"], label=name)
+    axes[0].plot(*c["elbo"], label=name, **c.get("style", {}))
+    axes[1].plot(*c["top_kl"], label=name, **c.get("style", {}))
+  if title:
+    fig.suptitle(title, fontsize=10)
   axes[0].set_ylabel("validation ELBO (nats)")
   axes[1].set_ylabel("top-layer KL (nats)")
   for ax in axes:
