@@ -463,6 +463,7 @@ def campaign_stability(runs) -> str:
       median = "—" if not g else f"{np.median(g):.1f}"
       lines.append(f"| {label}, seed {r['seed']} | {r['skipped_nonfinite']} | "
                    f"{where} | {rise} | {median} |")
+  return head + "\n".join(lines) + "\n"
 
 
 def render(text: str) -> str:

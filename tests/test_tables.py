@@ -65,3 +65,6 @@ def test_campaign_tables_pair_seeds_and_find_spikes():
                                                 "| hvae ρ = 0.7, n = 5"]
   assert "-240.5 ± 0.7 (-240.0, -241.0)" in rows[0]
   assert rows[1].endswith("| 1/2 | 10, 10 |")   # seed 1 has 2 x-share units in z4
+  stability = tables.campaign_stability(runs).splitlines()
+  assert stability[4] == "| hvae ρ = 0.9, n = 5, seed 0 | 0 | none | -0.10 | 40.0 |"
+  assert stability[5] == "| hvae ρ = 0.9, n = 5, seed 1 | 0 | 7,000 | -0.10 | 40.0 |"
