@@ -302,6 +302,42 @@ def apply_method(config, name: str):
 _TUPLE_KEYS = ("latent_dims", "hidden_dims", "latent_channels")
 
 
+# Keys a resumed run may change: how long it trains and how it logs, evaluates,
+# checkpoints and is laid out over processes. Any other key defines the run (model,
+# objective, data, optimizer, seed, numerics); changing one on resume would continue one
+# run as another.
+RESUMABLE_KEYS = frozenset((
+    "num_train_steps", "steps_per_dispatch", "log_every", "eval_every", "checkpoint_every",
+    "keep_checkpoints", "eval_batch_size", "eval_max_examples", "eval_iw_samples",
+    "au_samples", "au_threshold", "x_share_threshold", "mi_paths", "progress_bar",
+    "diagnostics_every", "diagnostics_draws", "data_dir", "distributed",
+    "coordinator_address", "num_processes", "process_id", "distributed_timeout_s",
+    "ou_sequential", "ou_chain_layers"))
+
+
+def _same(a, b) -> bool:
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  if number(a) and number(b):
+    return float(a) == float(b)
+  if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+    return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+  return a == b
+
+
+def check_resume(saved: dict, config, workdir: str) -> None:
+  """Raises ValueError before any compute when ``config`` differs from the config the
+  run in ``workdir`` saved (``config.json``'s ``config``) in a key outside
+  RESUMABLE_KEYS."""
+  old = from_saved(saved)
+  changed = [k for k in sorted(old) if k not in RESUMABLE_KEYS and not _same(old[k], config[k])]
+  if changed:
+    what = ", ".join(f"config.{k}={config[k]!r} (saved {old[k]!r})" for k in changed)
+    raise ValueError(
+        f"{workdir!r} holds a run trained with another config: {what}. Resuming would "
+        f"continue that run as a different one; use a new workdir. Keys that may change "
+        f"on resume: {', '.join(sorted(RESUMABLE_KEYS))}.")
+
+
 def from_saved(saved: dict) -> ml_collections.ConfigDict:
   """A run's saved config (``config.json``'s ``config``) read over the defaults: keys
   added to the library since the run was saved take their default values."""

@@ -165,6 +165,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   distributed.initialize(config)
   os.makedirs(workdir, exist_ok=True)
+  saved_info = os.path.join(workdir, "config.json")
+  if os.path.exists(saved_info) and workdir_lib.has_checkpoint(workdir):
+    with open(saved_info) as f:
+      config_lib.check_resume(json.load(f)["config"], config, workdir)
   is_chief = distributed.is_chief()
   loaded = data.load(config.dataset, config.data_source, config.data_dir,
                      config.train_split, config.eval_split)

@@ -25,6 +25,12 @@ def checkpoint_manager(workdir: str, max_to_keep=None) -> ocp.CheckpointManager:
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
+def has_checkpoint(workdir: str) -> bool:
+  """Whether ``workdir/checkpoints`` holds a saved step (orbax names them by step)."""
+  path = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(path) and any(name.isdigit() for name in os.listdir(path))
+
+
 def restore_or_keep(manager: ocp.CheckpointManager, state, step=None):
   """(state restored from ``step`` (default: the latest), that step), or ``(state, None)``
   unchanged when there is no checkpoint. ``state`` gives the structure, shapes, dtypes

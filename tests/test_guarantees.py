@@ -81,6 +81,22 @@ def test_exact_resume_after_sigkill(tmp_path, caplog):
     np.testing.assert_array_equal(a, b)
 
 
+def test_resume_refuses_a_changed_run_and_continues_a_longer_one(tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(_config(num_train_steps=4, log_every=2, eval_every=4,
+                                   checkpoint_every=4), workdir)
+  for key, value in (("rho", 0.7), ("method", "vae"), ("latent_dims", (8, 4, 3)),
+                     ("seed", 1)):
+    with pytest.raises(ValueError, match=f"config.{key}="):
+      train.train_and_evaluate(_config(num_train_steps=6, log_every=2, eval_every=6,
+                                       checkpoint_every=6, **{key: value}), workdir)
+  assert max(r["step"] for r in metrics_io.read_metrics(workdir)) == 4   # nothing ran
+  # Training longer and evaluating differently are the same run, continued.
+  train.train_and_evaluate(_config(num_train_steps=6, log_every=2, eval_every=6,
+                                   checkpoint_every=6, eval_max_examples=50), workdir)
+  assert max(r["step"] for r in metrics_io.read_metrics(workdir)) == 6
+
+
 def test_steps_per_dispatch_changes_neither_metrics_nor_checkpoints(tmp_path):
   runs = {}
   for k in (1, 4):
