@@ -442,7 +442,15 @@ def campaign_vs_vae(runs) -> str:
     lines.append(f"* {label}: test L1000 − the same seed's VAE: " +
                  ", ".join(f"seed {r['seed']}: {x:+.2f}" for r, x in zip(paired, d)) +
                  f" nats; ahead in {sum(x > 0 for x in d)}/{len(d)} seeds.")
-  return ("\n".join(lines) if lines else "No seed has both a VAE and an HVAE run yet.") + "\n"
+  if not lines:
+    return "No seed has both a VAE and an HVAE run yet.\n"
+  if len(vae) > 1:
+    lines.append(f"* For scale: the VAE's test L1000 varies by "
+                 f"{np.std(list(vae.values()), ddof=1):.2f} nats (sd) across its "
+                 f"{len(vae)} seeds.")
+  else:
+    lines.append("* For scale: one VAE seed so far, so no seed-to-seed sd yet.")
+  return "\n".join(lines) + "\n"
 
 
 def campaign_stability(runs) -> str:

@@ -57,6 +57,7 @@ def test_campaign_tables_pair_seeds_and_find_spikes():
   assert "hvae ρ = 0.9, n = 5: test L1000 − the same seed's VAE: seed 0: +1.50, seed 1: -1.00" \
       in paired and "ahead in 1/2 seeds" in paired
   assert "hvae ρ = 0.7, n = 5" in paired and "ahead in 1/1 seeds" in paired
+  assert "varies by 0.71 nats (sd) across its 2 seeds" in paired
   assert tables.spikes(runs[3])["steps"] == [7000]
   assert tables.spikes(runs[2])["steps"] == [] and tables.spikes(runs[2])["loss_rise"] < 0
   table = tables.campaign_table(runs)
