@@ -78,7 +78,7 @@ def heatmaps(grid: dict, depths, widths, path: str, title: str = "") -> None:
 def training_curves(runs: dict, path: str, title: str = "") -> None:
   """runs[name] = {'elbo': (steps, values), 'top_kl': (steps, values)} and optionally
   'style': keyword arguments of ``plot`` (colour per method, line style per seed)."""
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4 if len(runs) <= 4 else 5))
   for name, c in runs.items():
     axes[0].plot(*c["elbo"], label=name, **c.get("style", {}))
     axes[1].plot(*c["top_kl"], label=name, **c.get("style", {}))
@@ -89,8 +89,15 @@ def training_curves(runs: dict, path: str, title: str = "") -> None:
   for ax in axes:
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  fig.tight_layout()
+  if len(runs) <= 4:
+    for ax in axes:
+      ax.legend(fontsize=8)
+    fig.tight_layout()
+  else:   # one legend below both panels, clear of the curves
+    handles, labels = axes[0].get_legend_handles_labels()
+    ncol = 3
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06 * -(-len(runs) // ncol), 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
