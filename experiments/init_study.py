@@ -105,8 +105,7 @@ def main(argv):
   for init in FLAGS.inits:
     layers.check_init(init)
   base = FLAGS.config
-  images = data.load(base.dataset, base.data_source, base.data_dir, base.train_split,
-                     base.eval_split).eval[:FLAGS.initial_kl_examples]
+  images = data.load_config(base).eval[:FLAGS.initial_kl_examples]
   rows, table = [], []
   root_of = lambda width, depth, method, steps, init: os.path.join(
       FLAGS.workdir, f"{width}x{depth}_{method}_{steps}", init)

@@ -71,8 +71,7 @@ def build_report(workdir, out_dir):
   plots.layer_activity(last["active_units_x"], last["active_units_conditional"], mi,
                        os.path.join(out_dir, "activity.png"), f"step {last['step']}")
 
-  loaded = data.load(config.dataset, config.data_source, config.data_dir,
-                     config.train_split, config.eval_split)
+  loaded = data.load_config(config)
   x = loaded.eval[:FLAGS.examples].reshape(min(FLAGS.examples, len(loaded.eval)), -1)
   x = x.astype(np.float32)
   model, params, step = workdir_lib.restore_params(workdir, config, x.shape[1])

@@ -30,8 +30,7 @@ def main(argv):
   out_dir = FLAGS.out_dir or FLAGS.workdir
   os.makedirs(out_dir, exist_ok=True)
   config = workdir_lib.load_run_config(FLAGS.workdir)
-  loaded = data.load(config.dataset, config.data_source, config.data_dir,
-                     config.train_split, config.eval_split)
+  loaded = data.load_config(config)
   shape = loaded.eval.shape[1:]
   model, params, step = workdir_lib.restore_params(FLAGS.workdir, config, int(np.prod(shape)))
   key = jax.random.PRNGKey(FLAGS.seed)

@@ -94,6 +94,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data_dir = ""
   c.train_split = ""              # '' = the dataset's default (TFDS slicing syntax)
   c.eval_split = ""
+  # Seed of the one static binarization of binarized_mnist drawn from mnist.pkl.gz (not
+  # used when Larochelle's .amat files are read, or for dynamically binarized datasets).
+  c.binarization_seed = 0
 
   # Optimisation.
   c.batch_size = 100
@@ -184,6 +187,7 @@ def validate(config) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       _fail(key, value, "must be an integer >= 1")
   for key in ("kl_warmup_start", "kl_warmup_steps", "warmup_steps", "au_samples", "mi_paths",
+              "binarization_seed",
               "eval_iw_samples", "eval_max_examples", "num_processes", "diagnostics_every"):
     if not isinstance(c[key], int) or c[key] < 0:
       _fail(key, c[key], "must be an integer >= 0")

@@ -170,8 +170,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(saved_info) as f:
       config_lib.check_resume(json.load(f)["config"], config, workdir)
   is_chief = distributed.is_chief()
-  loaded = data.load(config.dataset, config.data_source, config.data_dir,
-                     config.train_split, config.eval_split)
+  loaded = data.load_config(config)
+  if loaded.info.get("static_draw"):
+    log.info("Data: %s", loaded.info["static_draw"])
   num_pixels = int(np.prod(loaded.train.shape[1:]))
   mesh = make_mesh()
   for key in ("batch_size", "eval_batch_size"):

