@@ -82,25 +82,6 @@ def markdown_table(groups) -> str:
   return "\n".join(lines)
 
 
-def method_config(base, spec: str):
-  """``name`` or ``name@key=value@key=value``: the preset ``name`` applied to ``base``,
-  then each override (parsed as a Python literal when it is one)."""
-  import ast  # pylint: disable=g-import-not-at-top
-  name, *overrides = spec.split("@")
-  c = config_lib.apply_method(base.copy_and_resolve_references(), name)
-  for item in overrides:
-    key, sep, value = item.partition("=")
-    if not sep or key not in c:
-      raise ValueError(f"--methods={spec!r}: {item!r} is not key=value of a config key")
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass
-    c[key] = value
-  config_lib.validate(c)
-  return name, c
-
-
 def seed_workdirs(path: str) -> list[str]:
   """A training workdir itself, or the ``seed_<s>`` workdirs inside ``path``."""
   if os.path.exists(os.path.join(path, "config.json")):
@@ -124,7 +105,7 @@ def main(argv):
   if not runs:
     configs = {}
     for spec in FLAGS.methods:
-      name, c = method_config(FLAGS.config, spec)
+      name, c = sweeps.method_config(FLAGS.config, spec)
       if FLAGS.kl_warmup and name.endswith("+kl"):
         c.kl_warmup_start, c.kl_warmup_steps = (int(v) for v in FLAGS.kl_warmup)
       configs[spec] = c

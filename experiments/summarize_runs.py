@@ -38,12 +38,18 @@ flags.DEFINE_integer("batch_size", 500, "Evaluation batch (I(x; z_i) <= log of i
 flags.DEFINE_integer("gap_draws", 16, "Draws of the surrogate-gap estimate.")
 flags.DEFINE_integer("gap_examples", 500, "Examples of the surrogate-gap estimate.")
 flags.DEFINE_bool("print_new", False, "Print the path of every summary written.")
+flags.DEFINE_list("extra", [], "Further evaluations, each SPLIT:K on the whole split "
+                  "(SPLIT 'eval': the run's own eval_split, e.g. eval:100 for the paper's "
+                  "V. ELBO (L100) on the validation digits), kept under 'extra_evals' as "
+                  "'<SPLIT>_L<K>'.")
+flags.DEFINE_list("only", [], "Summarize only these runs (their names: the workdir's path "
+                  "under --root with '/' replaced by '__').")
 flags.mark_flags_as_required(["root", "group"])
 FLAGS = flags.FLAGS
 
 # Bumped when what a summary holds or how it is measured changes: summaries of another
 # version are recomputed.
-VERSION = 2
+VERSION = 3
 
 CONFIG_KEYS = ("method", "rho", "num_ou_samples", "hvae_gradient", "seed", "dataset",
                "data_source", "train_split", "eval_split", "num_train_steps", "latent_dims",
@@ -103,10 +109,22 @@ def summarize(workdir: str) -> dict:
                                       if r["split"] == "train")),
          "train_seconds": round(_train_seconds(records), 1),
          "eval_seconds": round(final["seconds"], 1),
-         "data": final["data"]}
+         "data": final["data"],
+         # Every key of the run's config: what a campaign compares before reusing it.
+         "run_config": workdir_lib.saved_config(workdir)}
+  for spec in FLAGS.extra:
+    split, _, k = spec.partition(":")
+    k = int(k or 100)
+    extra = evaluate_workdir(workdir, split="" if split == "eval" else split,
+                             num_importance_samples=k,
+                             batch_size=FLAGS.batch_size, chunk=k, max_examples=0,
+                             mi_paths=FLAGS.mi_paths)
+    out.setdefault("extra_evals", {})[f"{split}_L{k}"] = {
+        **{key: extra[key] for key in FINAL_KEYS if key in extra},
+        f"iw_bound_k{k}": extra.get(f"iw_bound_k{k}"), "iw_bound_k1": extra.get("iw_bound_k1"),
+        "split": extra["split"], "seconds": round(extra["seconds"], 1)}
   if config.method == "hvae":
-    loaded = data.load(config.dataset, config.data_source, config.data_dir,
-                       config.train_split, config.eval_split)
+    loaded = data.load_config(config)
     x = loaded.eval[:FLAGS.gap_examples]
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     model, params, _ = workdir_lib.restore_params(workdir, config, x.shape[-1])
@@ -125,6 +143,8 @@ def main(argv):
   os.makedirs(out_dir, exist_ok=True)
   for workdir in finished_workdirs(root):
     name = os.path.relpath(workdir, root).replace(os.sep, "__")
+    if FLAGS.only and name not in FLAGS.only:
+      continue
     path = os.path.join(out_dir, f"{name}.json")
     with open(os.path.join(workdir, sweeps.FINAL)) as f:
       step = json.load(f).get("step")

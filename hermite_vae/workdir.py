@@ -43,6 +43,12 @@ def restore_or_keep(manager: ocp.CheckpointManager, state, step=None):
   return manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
 
 
+def saved_config(workdir: str) -> dict:
+  """The ``config`` record of ``workdir/config.json`` as saved (JSON values)."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    return json.load(f)["config"]
+
+
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run saved in ``workdir/config.json``, read over today's defaults, with
   the data it actually trained on (e.g. the embedded digits after a fallback)."""

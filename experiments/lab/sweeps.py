@@ -3,6 +3,7 @@ runs at once (``train_many``: one process per run, ``--parallel=K``), and the cr
 estimate of a phase-transition curve."""
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import csv
 import json
@@ -17,13 +18,31 @@ from typing import Sequence
 
 import numpy as np
 
-from hermite_vae import metrics_io, train
+from hermite_vae import config_lib, metrics_io, train
 
 log = logging.getLogger(__name__)
 
 FINAL = "final_eval.json"
 REQUEST = "requested_config.json"   # what a parallel sweep asks its worker process to train
 RUN_ONE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_one.py")
+
+
+def method_config(base, spec: str):
+  """``name`` or ``name@key=value@key=value``: the preset ``name`` applied to ``base``,
+  then each override (parsed as a Python literal when it is one)."""
+  name, *overrides = spec.split("@")
+  c = config_lib.apply_method(base.copy_and_resolve_references(), name)
+  for item in overrides:
+    key, sep, value = item.partition("=")
+    if not sep or key not in c:
+      raise ValueError(f"--methods={spec!r}: {item!r} is not key=value of a config key")
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    c[key] = value
+  config_lib.validate(c)
+  return name, c
 
 
 def train_or_collect(config, workdir: str) -> dict:
@@ -122,19 +141,11 @@ def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True,
 
   def run(i):
     config, workdir = jobs[i]
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, REQUEST), "w") as f:
-      f.write(config.to_json_best_effort())
     cpus = slots.get()
     try:
-      cmd = [sys.executable, RUN_ONE, workdir]
-      if pin and cpus is not None:
-        cmd = ["taskset", "-c", ",".join(map(str, cpus))] + cmd
-      with open(os.path.join(workdir, "worker.log"), "a") as log_file:
-        env = (worker_env(len(cpus) if pin and cpus else threads) if limit_threads
-               else dict(os.environ))
-        code = subprocess.call(cmd, env=env,
-                               stdout=log_file, stderr=subprocess.STDOUT)
+      env = (worker_env(len(cpus) if pin and cpus else threads) if limit_threads
+             else dict(os.environ))
+      code = run_worker(config, workdir, cpus if pin else None, env)
     finally:
       slots.put(cpus)
     if code:
@@ -153,6 +164,20 @@ def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True,
   if errors:
     raise RuntimeError("; ".join(errors))
   return results
+
+
+def run_worker(config, workdir: str, cpus=None, env=None) -> int:
+  """Trains ``config`` in ``workdir`` in a process of its own (``run_one.py``), pinned to
+  ``cpus`` with ``taskset`` when given, its output appended to ``workdir/worker.log``.
+  Returns the process's exit code."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, REQUEST), "w") as f:
+    f.write(config.to_json_best_effort())
+  cmd = [sys.executable, RUN_ONE, workdir]
+  if cpus:
+    cmd = ["taskset", "-c", ",".join(map(str, cpus))] + cmd
+  with open(os.path.join(workdir, "worker.log"), "a") as log_file:
+    return subprocess.call(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def curves(workdir: str, split: str, key: str):
