@@ -3,6 +3,9 @@
     python experiments/campaign.py --plan=mnist_100k --data_dir=/tmp/mnist_pkl \
       --root=/tmp/mnist100k --hours=2.5 --commit
 
+(``--out_dir`` may lie in another checkout than the code: run the campaign from a clone
+of a fixed commit, ``PYTHONPATH=<clone>``, while you edit this one.)
+
 For every run of the plan, in order:
 
 * its summary is already in ``docs/runs/<group>/<name>__seed_<s>.json``: the summary's
@@ -97,8 +100,16 @@ def expected_minutes(run, workdir, num_steps) -> float:
   return run.minutes * (1.0 - trained_fraction(workdir, num_steps)) + run.eval_minutes
 
 
-def _git(*args):
-  return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+def commit_summary(path: str, message: str) -> None:
+  """Commits the one file ``path`` in the repository that holds it (which need not be the
+  one the campaign's code runs from)."""
+  where = os.path.dirname(os.path.abspath(path))
+  for args in (["add", "--", path], ["commit", "-q", "-m", message, "--", path]):
+    out = subprocess.run(["git", "-C", where, *args], capture_output=True, text=True,
+                         check=False)
+    if out.returncode:
+      print(f"git {args[0]} of {path} failed: {out.stderr.strip()}", flush=True)
+      return
 
 
 def main(argv):
@@ -143,10 +154,7 @@ def main(argv):
             f"{path}", flush=True)
       if FLAGS.commit:
         with lock:
-          _git("add", path)
-          out = _git("commit", "-q", "-m", f"Run summary: {plan.group}/{name}", "--", path)
-          if out.returncode:
-            print(f"git commit of {path} failed: {out.stderr.strip()}", flush=True)
+          commit_summary(os.path.abspath(path), f"Run summary: {plan.group}/{name}")
     except Exception as e:  # pylint: disable=broad-except
       failed.append(f"{name}: {e}")
       print(f"FAILED   {name}: {e}", flush=True)
