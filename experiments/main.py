@@ -9,11 +9,12 @@ pod slices, SLURM, Open MPI) or ``--config.coordinator_address=HOST:PORT
 """
 import logging as std_logging
 import os
+import sys
 
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
 from ml_collections import config_flags
 
-from hermite_vae import train
+from hermite_vae import config_lib, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and logs.")
@@ -31,6 +32,13 @@ def main(argv):
   std_logging.getLogger("hermite_vae").setLevel(std_logging.INFO)
   # The process group (config.distributed / coordinator_address) is joined inside
   # train_and_evaluate, before any JAX computation.
+  # --config.kappa=K sets rho; an explicit --config.rho must then agree with it.
+  rho_given = any(a.split("=")[0] == "--config.rho" for a in sys.argv[1:])
+  config_lib.apply_kappa(FLAGS.config, rho_given)
+  if FLAGS.config.kappa is not None:
+    std_logging.getLogger("hermite_vae").info(
+        "kappa=%g with num_ou_samples=%d: rho=%.6g", FLAGS.config.kappa,
+        FLAGS.config.num_ou_samples, FLAGS.config.rho)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -32,6 +32,7 @@ from absl import app, flags, logging  # pylint: disable=g-multiple-import
 import numpy as np
 from ml_collections import config_flags
 
+from hermite_vae import ou
 from lab import plots, sweeps
 
 config_flags.DEFINE_config_file("config", "configs/mnist_mlp.py", "Base training config.")
@@ -64,17 +65,12 @@ def parse_dataset(spec: str, base):
   return parts[0], c
 
 
-def kappa(rho: float, n: int) -> float:
-  """(1 - rho^2)(1 - 1/n): the discount of the substitution surrogate (docs/theory.md)."""
-  return (1.0 - rho ** 2) * (1.0 - 1.0 / n)
-
-
 def _row(result, name, rho, n=None):
   row = {"dataset": name, "rho": float(rho), "seed": result["seed"],
          "workdir": result["workdir"]}
   if n is not None:
     row["num_ou_samples"] = int(n)
-    row["kappa"] = kappa(float(rho), int(n)) if n else 0.0
+    row["kappa"] = ou.kappa(float(rho), int(n)) if n else 0.0
     row["method"] = "hvae" if n else "vae"
   row.update({k: result[k] for k in ("elbo_nats", "reconstruction_nats", "kl_nats",
                                      "kl_per_layer_nats", "active_units_x",

@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import math
 import os
 import re
 import sys
 
 import numpy as np
+
+from hermite_vae import ou
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "docs", "runs")
@@ -58,7 +59,8 @@ def informative(run) -> list[bool]:
 
 
 def kappa(rho, n):
-  return (1 - rho**2) * (1 - 1 / n) if n else 0.0
+  """The cell's discount; n = 0 (the VAE) has none."""
+  return ou.kappa(rho, n) if n else 0.0
 
 
 def _cells(runs):
@@ -145,7 +147,7 @@ def kappa_fit_text(runs) -> str:
            f"{fit['median_seed_sd']:.2f} (largest residual {fit['worst'][1]:.2f} nats at "
            f"κ = {fit['worst'][0]:.3f})."]
   for n in sorted({k[0] for k in _cells(runs) if k[0] > 1}):
-    rho_c = math.sqrt(max(0.0, 1 - fit["kappa_c"] / (1 - 1 / n)))
+    rho_c = ou.rho_for_kappa(fit["kappa_c"], n)
     lines.append(f"* n = {n}: κ_c corresponds to ρ_c = {rho_c:.3f}.")
   return "\n".join(lines) + "\n"
 
@@ -184,7 +186,7 @@ def predict(n: int, runs) -> dict:
   """The critical rho for ``n`` OU samples predicted from the kappa fit of ``runs``:
   kappa(rho_c, n) = kappa_c, i.e. rho_c = sqrt(1 - kappa_c / (1 - 1/n))."""
   fit = kappa_fit(runs)
-  rho_c = math.sqrt(max(0.0, 1 - fit["kappa_c"] / (1 - 1 / n)))
+  rho_c = ou.rho_for_kappa(fit["kappa_c"], n)
   cells = sorted({(k[0], k[1]) for k in _cells(runs) if k[0] >= 1})
   return {"n": n, "rho_c_predicted": rho_c, "fit": fit,
           "midpoint_top_kl": (fit["low"] + fit["high"]) / 2,

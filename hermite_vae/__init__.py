@@ -4,11 +4,11 @@ The OU primitives load with the package; the trainer (``train_and_evaluate``) an
 config defaults (``default_config``) load on first use, so ``import hermite_vae`` stays
 light. Nothing here imports plotting or experiment code (that lives in ``experiments/``).
 """
-from hermite_vae.ou import correlated_samples, ou_expectation, smooth
+from hermite_vae.ou import correlated_samples, kappa, ou_expectation, rho_for_kappa, smooth
 
 __version__ = "0.1.0"
-__all__ = ["correlated_samples", "ou_expectation", "smooth", "train_and_evaluate",
-           "default_config"]
+__all__ = ["correlated_samples", "kappa", "ou_expectation", "rho_for_kappa", "smooth",
+           "train_and_evaluate", "default_config"]
 
 
 def __getattr__(name):

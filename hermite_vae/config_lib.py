@@ -9,9 +9,12 @@ naming the key.
 """
 from __future__ import annotations
 
-import ml_collections
+import math
 
-from hermite_vae import distributed, objectives
+import ml_collections
+from ml_collections import config_dict
+
+from hermite_vae import distributed, objectives, ou
 from hermite_vae.data import registry, sources
 from hermite_vae.models import layers
 
@@ -31,6 +34,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.rho = 0.9                     # OU correlation in [0, 1]; 1 = plain VAE gradient
   c.rho_anneal_fraction = 0.0     # > 0: rho rises linearly to 1 over this fraction of training
   c.num_ou_samples = 5            # n correlated samples for U_rho (paper: 5-10)
+  # The discount kappa = (1 - rho^2)(1 - 1/n) on the upper layers (docs/theory.md), as the
+  # knob instead of rho: set, it fixes rho = rho_for_kappa(kappa, n) (apply_kappa; the
+  # command line does it); unset (None), rho is used as given.
+  c.kappa = config_dict.placeholder(float)
   c.smooth_target = "mean_std"    # mean_std | ratio (smooth (mu, sigma) or (mu/sigma, sigma))
   # Which gradient the smoothing gives (method=hvae). substitute (the paper's §2.2): the
   # gradient of log N(z_i; U_rho mu_i, U_rho sigma_i), derivative of log N taken at the
@@ -172,6 +179,18 @@ def validate(config) -> None:
     _fail("rho", c.rho, "must be a number in [0, 1]")
   if not 0.0 <= rho <= 1.0:
     _fail("rho", c.rho, "must be in [0, 1]")
+  if c.kappa is not None:
+    if c.method != "hvae":
+      _fail("kappa", c.kappa, f"is the discount of method=hvae; method={c.method!r} would "
+            "ignore it (unset it)")
+    try:
+      wanted = ou.rho_for_kappa(c.kappa, c.num_ou_samples)
+    except ValueError as e:
+      _fail("kappa", c.kappa, str(e))
+    if not math.isclose(ou.kappa(rho, c.num_ou_samples), float(c.kappa), abs_tol=1e-9):
+      _fail("kappa", c.kappa, f"disagrees with rho={rho:g} at num_ou_samples="
+            f"{c.num_ou_samples} (kappa {ou.kappa(rho, c.num_ou_samples):.6g}); set "
+            f"rho={wanted:.6g} or leave rho to config_lib.apply_kappa")
   if not 0.0 <= c.rho_anneal_fraction <= 1.0:
     _fail("rho_anneal_fraction", c.rho_anneal_fraction, "must be in [0, 1]")
   if c.smooth_target not in objectives.SMOOTH_TARGETS:
@@ -256,6 +275,25 @@ def validate(config) -> None:
     _fail("compute_dtype", c.compute_dtype, "expected 'float32' or 'bfloat16'")
   if c.data_source not in sources.SOURCES:
     _fail("data_source", c.data_source, f"expected one of {sources.SOURCES}")
+
+
+def apply_kappa(config, rho_given: bool = False):
+  """Sets ``config.rho = rho_for_kappa(config.kappa, config.num_ou_samples)`` when kappa
+  is set (in place; returns ``config``). ``rho_given``: the user also set rho explicitly,
+  which is then refused unless it gives the same kappa. Errors name the key, and the
+  smallest n that reaches an unreachable kappa."""
+  if config.kappa is None:
+    return config
+  try:
+    rho = ou.rho_for_kappa(config.kappa, config.num_ou_samples)
+  except ValueError as e:
+    _fail("kappa", config.kappa, str(e))
+  if rho_given and not math.isclose(ou.kappa(float(config.rho), config.num_ou_samples),
+                                    float(config.kappa), abs_tol=1e-9):
+    _fail("rho", config.rho, f"set together with kappa={config.kappa:g}, which at "
+          f"num_ou_samples={config.num_ou_samples} means rho={rho:.6g}: set one of them")
+  config.rho = rho
+  return config
 
 
 def likelihood(config) -> str:

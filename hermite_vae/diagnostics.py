@@ -30,18 +30,10 @@ import numpy as np
 
 from hermite_vae import objectives
 from hermite_vae.models import hierarchy, layers, terms
-from hermite_vae.ou import correlated_samples
+from hermite_vae.ou import correlated_samples, kappa
 
 
 # ------------------------------------------------------------ surrogate gap
-
-def kappa(rho: float, num_ou_samples: int) -> float:
-  """(1 - rho^2)(1 - 1/n): the factor of the degree-1 Hermite energy of mu_i in the
-  surrogate gap of the substitution gradient (docs/theory.md). 0 at n = 1 or rho = 1."""
-  if not 0.0 <= rho <= 1.0 or num_ou_samples < 1:
-    raise ValueError(f"kappa(rho={rho}, n={num_ou_samples}): need rho in [0, 1], n >= 1")
-  return (1.0 - rho ** 2) * (1.0 - 1.0 / num_ou_samples)
-
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
 def _gap_draws(model, params, x, keys, rho, num_ou_samples, smooth_target):

@@ -40,7 +40,8 @@ import numpy as np
 Array = jax.Array
 PyTree = Any
 
-__all__ = ["correlated_samples", "ou_expectation", "smooth", "validate_rho", "validate_n"]
+__all__ = ["correlated_samples", "kappa", "ou_expectation", "rho_for_kappa", "smooth",
+           "validate_rho", "validate_n"]
 
 
 def validate_rho(rho) -> None:
@@ -61,6 +62,43 @@ def validate_n(n) -> None:
   """Raises ValueError unless ``n`` is a Python integer >= 1 (it is static)."""
   if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
     raise ValueError(f"n (number of OU samples) must be an integer >= 1, got n={n!r}")
+
+
+def kappa(rho: float, n: int) -> float:
+  """kappa = (1 - rho^2)(1 - 1/n): the discount that n OU samples at correlation rho put
+  on the upper layers. It multiplies the degree-1 Hermite energy of mu_i in the gap between
+  the objective the substitution gradient follows and the ELBO (docs/theory.md); 0 at
+  n = 1 or rho = 1 (the VAE's gradient), at most 1 - 1/n (rho = 0)."""
+  validate_rho(rho)
+  validate_n(n)
+  return (1.0 - float(rho) ** 2) * (1.0 - 1.0 / n)
+
+
+def smallest_n_for_kappa(kappa_value: float) -> int:
+  """The fewest OU samples whose kappa can exceed ``kappa_value`` (1 - 1/n > kappa)."""
+  if not 0.0 <= kappa_value < 1.0:
+    raise ValueError(f"kappa={kappa_value!r}: must be in [0, 1)")
+  return int(np.floor(1.0 / (1.0 - kappa_value))) + 1
+
+
+def rho_for_kappa(kappa_value: float, n: int) -> float:
+  """The rho at which n OU samples give discount ``kappa_value``:
+  rho = sqrt(1 - kappa / (1 - 1/n)). Raises ValueError naming the smallest n that reaches
+  it when kappa >= 1 - 1/n (n = 1 reaches only kappa = 0)."""
+  validate_n(n)
+  try:
+    k = float(kappa_value)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"kappa={kappa_value!r}: must be a number in [0, 1)") from e
+  if not 0.0 <= k < 1.0:  # also rejects NaN
+    raise ValueError(f"kappa={kappa_value!r}: must be in [0, 1)")
+  if k == 0.0:
+    return 1.0
+  if k >= 1.0 - 1.0 / n:
+    raise ValueError(
+        f"kappa={k:g} is out of reach with n={n} OU samples (kappa < 1 - 1/n = "
+        f"{1 - 1 / n:g}); the smallest n that reaches it is {smallest_n_for_kappa(k)}")
+  return float(np.sqrt(1.0 - k / (1.0 - 1.0 / n)))
 
 
 def _validate_z(z) -> None:

@@ -41,6 +41,7 @@ def method_config(base, spec: str):
     except (ValueError, SyntaxError):
       pass
     c[key] = value
+  config_lib.apply_kappa(c, rho_given=any(i.partition("=")[0] == "rho" for i in overrides))
   config_lib.validate(c)
   return name, c
 
