@@ -111,13 +111,18 @@ def _logistic(x, a, b, c, w):
   return a + b / (1 + np.exp(np.clip(-(x - c) / w, -50, 50)))
 
 
-def kappa_fit(runs) -> dict:
-  """Seed-mean top-layer KL against kappa over every hvae cell with n > 1 (and the
-  n = 1 cells, kappa = 0): a logistic fit y = a + b / (1 + exp(-(kappa - kappa_c) / w)),
-  its residual RMS against the seed sd, and per n the largest-jump critical rho."""
+def linear_discount(rho, n):
+  """(1 - rho)(1 - 1/n): the rival law the n = 2 / 3 grid tests against kappa."""
+  return (1 - rho) * (1 - 1 / n)
+
+
+def kappa_fit(runs, discount=kappa) -> dict:
+  """Seed-mean top-layer KL against kappa (or another ``discount(rho, n)``) over every
+  hvae cell with n > 1 (and the n = 1 cells, discount 0): a logistic fit
+  y = a + b / (1 + exp(-(kappa - kappa_c) / w)), its residual RMS against the seed sd."""
   from scipy.optimize import curve_fit  # pylint: disable=g-import-not-at-top
   cells = {k: v for k, v in _cells(runs).items() if k[0] >= 1}
-  xs = np.array([kappa(rho, n) for n, rho in cells])
+  xs = np.array([discount(rho, n) for n, rho in cells])
   ys = np.array([np.mean([r["final"]["kl_per_layer_nats"][-1] for r in v])
                  for v in cells.values()])
   sds = np.array([np.std([r["final"]["kl_per_layer_nats"][-1] for r in v], ddof=1)
@@ -183,13 +188,23 @@ PREDICTIONS = os.path.join(RUNS, "predictions")
 
 
 def predict(n: int, runs) -> dict:
-  """The critical rho for ``n`` OU samples predicted from the kappa fit of ``runs``:
-  kappa(rho_c, n) = kappa_c, i.e. rho_c = sqrt(1 - kappa_c / (1 - 1/n))."""
+  """The critical rho for ``n`` OU samples predicted from ``runs`` under three hypotheses:
+  the kappa law (``rho_c_predicted``: kappa(rho_c, n) = kappa_c of the logistic fit, i.e.
+  rho_c = sqrt(1 - kappa_c / (1 - 1/n))), the linear law (the same fit in
+  (1 - rho)(1 - 1/n)) and an n-independent rho_c (the mean of the measured crossings of
+  the fit's midpoint by the n >= 5 cells)."""
   fit = kappa_fit(runs)
   rho_c = ou.rho_for_kappa(fit["kappa_c"], n)
+  level = (fit["low"] + fit["high"]) / 2
+  linear = kappa_fit(runs, linear_discount)
+  crossings = {m: measured_rho_c(runs, m, level)[0]
+               for m in sorted({k[0] for k in _cells(runs)}) if m >= 5}
+  crossings = {m: r for m, r in crossings.items() if r is not None}
   cells = sorted({(k[0], k[1]) for k in _cells(runs) if k[0] >= 1})
-  return {"n": n, "rho_c_predicted": rho_c, "fit": fit,
-          "midpoint_top_kl": (fit["low"] + fit["high"]) / 2,
+  return {"n": n, "rho_c_predicted": rho_c, "fit": fit, "midpoint_top_kl": level,
+          "rho_c_linear_law": 1 - linear["kappa_c"] / (1 - 1 / n), "linear_fit": linear,
+          "rho_c_n_independent": float(np.mean(list(crossings.values()))),
+          "n_independent_from": {str(m): r for m, r in crossings.items()},
           "from_cells": [list(c) for c in cells]}
 
 
@@ -534,7 +549,7 @@ def main(argv=None):
       print(f"{path} exists: a prediction is recorded once")
       return 1
     with open(path, "w") as f:
-      json.dump(predict(args.predict, load("rho_n_grid")), f, indent=1)
+      json.dump(predict(args.predict, load("rho_n_grid") + load("rho_n_10")), f, indent=1)
       f.write("\n")
   stale = []
   for page in PAGES:
