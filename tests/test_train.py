@@ -452,3 +452,24 @@ def test_a_sharp_layers_log_density_under_bfloat16_stays_within_half_a_nat():
   assert float(jnp.abs(lp32 - layers.gaussian_log_prob(z1, l16, s16)).mean()) < 0.5
   rounded = l32.astype(jnp.bfloat16).astype(jnp.float32)
   assert float(jnp.abs(lp32 - layers.gaussian_log_prob(z1, rounded, s32)).mean()) > 1.0
+
+
+@pytest.mark.parametrize("preset", ["cifar10_resnet", "cifar10_mlp"])
+def test_bfloat16_pixel_heads_compute_in_float32(preset):
+  """The CIFAR-10 presets' discretized-logistic decoder under compute_dtype=bfloat16: the
+  trunk runs in bfloat16, the loc and log-scale heads in float32 (bf16's 2^-8 spacing
+  near |loc| = 1 is half a bin). Bug caught: the heads built with ``dtype=self.dtype``
+  (``models/layers.py`` DiscretizedLogisticLayer, ``models/resnet.py`` ConvLikelihoodLayer)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  cfg = importlib.import_module(f"configs.{preset}").get_config()
+  cfg.compute_dtype = "bfloat16"
+  model = state_lib.create_model(cfg, 32 * 32 * 3)
+  x = jnp.zeros((1, 32 * 32 * 3))
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))
+  z1 = jnp.zeros((1, model.latent_dims[0]))
+  jaxpr = jax.make_jaxpr(lambda v, z: model.apply(v, z, method=model.decode))(variables, z1)
+  ops = [e for e in jaxpr.jaxpr.eqns
+         if e.primitive.name in ("dot_general", "conv_general_dilated")]
+  dtypes = [str(e.invars[0].aval.dtype) for e in ops]
+  assert "bfloat16" in dtypes[:-2], dtypes           # the trunk is in bfloat16
+  assert dtypes[-2:] == ["float32", "float32"], dtypes   # loc and log-scale heads

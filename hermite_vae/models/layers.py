@@ -251,7 +251,9 @@ class BernoulliLayer(nn.Module):
 class DiscretizedLogisticLayer(nn.Module):
   """z_1 -> [..., 2 * num_pixels]: location (in [-1, 1] pixel units) and log-scale of a
   logistic per sub-pixel, concatenated. The log-scale is bounded below by
-  ``MIN_LOG_SCALE`` (as in PixelCNN++) so the density stays finite."""
+  ``MIN_LOG_SCALE`` (as in PixelCNN++) so the density stays finite. Both heads compute in
+  float32 (their input cast up): bfloat16's spacing near |loc| = 1 is 2^-8 = 0.0039, half
+  a bin (2/255), which matters when the log-scale sits near its floor."""
   widths: Sequence[int]
   num_pixels: int
   dtype: Any = jnp.float32
@@ -261,8 +263,8 @@ class DiscretizedLogisticLayer(nn.Module):
   @nn.compact
   def __call__(self, h, context=None):
     h = TanhMLP(self.widths, self.dtype, self.initialization, self.skip_init, name="mlp")(
-        h, context)
-    dense = lambda name: nn.Dense(self.num_pixels, dtype=self.dtype, name=name,
+        h, context).astype(jnp.float32)
+    dense = lambda name: nn.Dense(self.num_pixels, dtype=jnp.float32, name=name,
                                   **initializers(self.initialization, h.shape[-1]))
     return logistic_params(dense("loc")(h).astype(jnp.float32),
                            dense("log_scale")(h).astype(jnp.float32))

@@ -154,9 +154,11 @@ class ConvLikelihoodLayer(nn.Module):
     h = h[..., :height, :width, :]
     if self.likelihood == "bernoulli":
       return _flatten_maps(conv(colours, "logits", h).astype(jnp.float32))
-    loc = conv(colours, "loc", h).astype(jnp.float32)
-    log_scale = conv(colours, "log_scale", h).astype(jnp.float32)
-    return logistic_params(_flatten_maps(loc), _flatten_maps(log_scale))
+    # The pixel heads compute in float32 (layers.DiscretizedLogisticLayer says why).
+    head = lambda name: nn.Conv(colours, (3, 3), dtype=jnp.float32, name=name,
+                                **initializers(self.initialization, 9 * h.shape[-1]))(
+                                    h.astype(jnp.float32))
+    return logistic_params(_flatten_maps(head("loc")), _flatten_maps(head("log_scale")))
 
 
 class ResNetHierarchicalVAE(LayerwiseHierarchy):
