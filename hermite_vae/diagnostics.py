@@ -93,12 +93,13 @@ def _smoothing(rho, num_ou_samples, gradient, target="mean_std"):
   return terms.Smoothing(rho, num_ou_samples, target, False, gradient)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8))
-def _moments(model, params, x, keys, layer, rho, num_ou_samples, gradient, chunk):
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 8, 9))
+def _moments(model, params, x, keys, layer, rho, num_ou_samples, gradient, chunk,
+             smooth_target):
   """Sum of g and of g*g over ``keys`` [num_chunks, chunk] of the gradient of the KL
   term of generator ``layer`` (None: the whole loss) w.r.t. that layer's parameters."""
   name = f"p_z{layer + 1}" if layer is not None else None
-  smoothing = _smoothing(rho, num_ou_samples, gradient)
+  smoothing = _smoothing(rho, num_ou_samples, gradient, smooth_target)
 
   def loss(sub, key):
     full = dict(params, **{name: sub}) if name else sub
@@ -122,14 +123,16 @@ def _moments(model, params, x, keys, layer, rho, num_ou_samples, gradient, chunk
 
 
 def gradient_variance(model, params, x, key, *, layer=None, rho=1.0, num_ou_samples=5,
-                      gradient="substitute", num_draws=64, chunk=16) -> dict:
+                      gradient="substitute", num_draws=64, chunk=16,
+                      smooth_target="mean_std") -> dict:
   """Variance of the stochastic gradient over ``num_draws`` independent draws.
 
   Args:
     layer: index i of the generator layer p(z_{i+1}|z_{i+2}) (0-based, i < L-1): the
       gradient of the batch-mean KL term of z_{i+1} w.r.t. that layer's parameters.
       None: the gradient of the whole loss (-ELBO) w.r.t. all parameters.
-    rho, num_ou_samples, gradient: the smoothing (rho = 1: the VAE's gradient).
+    rho, num_ou_samples, gradient, smooth_target: the smoothing (rho = 1: the VAE's
+      gradient; smooth_target as the run's ``config.smooth_target``).
     num_draws, chunk: draws in total and per vectorised chunk (memory ~ chunk gradients).
   Returns:
     ``trace``: sum over parameters of the per-coordinate variance (unbiased);
@@ -139,7 +142,7 @@ def gradient_variance(model, params, x, key, *, layer=None, rho=1.0, num_ou_samp
     raise ValueError(f"num_draws={num_draws} must be a multiple of chunk={chunk} and >= 2")
   keys = jax.random.split(key, num_draws).reshape(num_draws // chunk, chunk, -1)
   s1, s2 = _moments(model, params, x, keys, layer, float(rho), num_ou_samples, gradient,
-                    chunk)
+                    chunk, smooth_target)
   n = num_draws
   s1 = np.concatenate([np.asarray(v, np.float64).ravel() for v in jax.tree_util.tree_leaves(s1)])
   s2 = np.concatenate([np.asarray(v, np.float64).ravel() for v in jax.tree_util.tree_leaves(s2)])
@@ -259,7 +262,7 @@ def generator_spectra(model, params, x, key, *, num_samples=2048, rhos=(0.9,),
 
 
 def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_draws=16,
-                 num_samples=512) -> dict:
+                 num_samples=512, smooth_target="mean_std") -> dict:
   """What the trainer logs every ``diagnostics_every`` steps (split ``diagnostics``), per
   intermediate generator layer p(z_i|z_{i+1}), bottom to top: the relative and total
   variance of the KL term's gradient at the run's rho (``grad_var_relative``,
@@ -269,7 +272,8 @@ def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_dr
   num_generators = len(model.latent_dims) - 1
   out = {"grad_var_relative": [], "grad_var_trace": [], "var_ratio_mu": []}
   gap = surrogate_gap(model, params, x, jax.random.fold_in(key, 200), rho=rho,
-                      num_ou_samples=num_ou_samples, num_draws=max(num_draws, 2))
+                      num_ou_samples=num_ou_samples, num_draws=max(num_draws, 2),
+                      smooth_target=smooth_target)
   out["surrogate_gap_nats"], out["kappa"] = gap["gap"], gap["kappa"]
   path = hierarchy.encode_path(model, params, x, jax.random.fold_in(key, 0))
   contexts = hierarchy.path_contexts(model, params, path)
@@ -277,7 +281,8 @@ def live_metrics(model, params, x, key, *, rho, num_ou_samples, gradient, num_dr
   for i in range(num_generators):
     meter = gradient_variance(model, params, x, jax.random.fold_in(key, 1 + i), layer=i,
                               rho=rho, num_ou_samples=num_ou_samples, gradient=gradient,
-                              num_draws=num_draws, chunk=min(num_draws, 8))
+                              num_draws=num_draws, chunk=min(num_draws, 8),
+                              smooth_target=smooth_target)
     out["grad_var_relative"].append(meter["relative"])
     out["grad_var_trace"].append(meter["trace"])
     _, loc, scale = path[i + 1]

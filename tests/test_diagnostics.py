@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hermite_vae import diagnostics, objectives
+from hermite_vae import workdir as workdir_lib
 from hermite_vae.hermite import hermite
 from hermite_vae.models.mlp import MLPHierarchicalVAE
 from hermite_vae.models import hierarchy, terms
@@ -125,6 +126,39 @@ def test_live_diagnostics_are_logged_every_n_steps(tmp_path):
     assert len(r["grad_var_relative"]) == len(r["var_ratio_mu"]) == 2    # p(z1|z2), p(z2|z3)
     assert all(v > 0 and math.isfinite(v) for v in r["grad_var_trace"])
     assert all(0 < v <= 1.2 for v in r["var_ratio_mu"])                   # rho = 0.9 < 1
+
+
+def test_live_diagnostics_follow_the_runs_smooth_target(tmp_path, monkeypatch):
+  """Bug caught: ``train._live_diagnostics`` (or ``live_metrics``) dropping
+  ``smooth_target``: a ``ratio`` run logs the ``mean_std`` gap."""
+  from configs import smoke  # pylint: disable=g-import-not-at-top
+  from hermite_vae import train  # pylint: disable=g-import-not-at-top
+  seen = {}
+  monkeypatch.setattr(diagnostics, "live_metrics",
+                      lambda *a, **kw: seen.update(kw) or {"kappa": 0.0})
+  config = smoke.with_overrides(smooth_target="ratio", diagnostics_every=2, num_train_steps=2,
+                                log_every=2, eval_every=2, rho=0.5)
+  train.train_and_evaluate(config, str(tmp_path))
+  assert seen["smooth_target"] == "ratio"
+  monkeypatch.undo()
+  model = MLPHierarchicalVAE(latent_dims=(4, 3, 2), hidden_dims=(16, 8, 8), num_pixels=784)
+  x = smoke_images(8)
+  params = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+  key = jax.random.PRNGKey(3)
+  gap = lambda target: diagnostics.surrogate_gap(
+      model, params, x, jax.random.fold_in(key, 200), rho=0.5, num_ou_samples=5,
+      num_draws=2, smooth_target=target)["gap"]
+  assert not np.allclose(gap("ratio"), gap("mean_std"))   # the targets differ here
+  live = diagnostics.live_metrics(model, params, x, key, rho=0.5, num_ou_samples=5,
+                                  gradient="substitute", num_draws=2, num_samples=16,
+                                  smooth_target="ratio")
+  np.testing.assert_allclose(live["surrogate_gap_nats"], gap("ratio"), rtol=1e-6)
+
+
+def smoke_images(n):
+  from hermite_vae import data  # pylint: disable=g-import-not-at-top
+  x = data.load("mnist_embedded", "embedded").eval[:n]
+  return np.asarray(x, np.float32).reshape(n, -1)
 
 
 def test_surrogate_gap_is_zero_at_one_ou_sample_and_positive_above():
