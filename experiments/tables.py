@@ -21,18 +21,13 @@ import sys
 
 import numpy as np
 
-from hermite_vae import ou
+from hermite_vae import evaluation, ou
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "docs", "runs")
 PAGES = [os.path.join(ROOT, "docs", "results.md"), os.path.join(ROOT, "docs", "performance.md")]
 BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
                    r"(<!-- END GENERATED: (?P=name) -->)", re.S)
-
-# A layer is informative about x in a run when at least this many of its units have at
-# least the run's x_share_threshold (0.1) of their variance explained by x.
-MIN_SHARE_UNITS = 2
-
 
 def load(group: str, runs_dir: str = RUNS) -> list[dict]:
   out = []
@@ -55,7 +50,7 @@ def per_layer_mean(runs, key, digits=1) -> str:
 
 
 def informative(run) -> list[bool]:
-  return [u >= MIN_SHARE_UNITS for u in run["final"]["x_share_units"]]
+  return evaluation.informative_layers(run["final"])
 
 
 def kappa(rho, n):

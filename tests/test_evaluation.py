@@ -143,9 +143,9 @@ def test_active_units_on_constructed_encoder():
   params = _constructed_params()
   means = evaluation.posterior_means(MODEL, params, x, 50, jax.random.PRNGKey(0))
   # Noise-corrected x-based variance (what evaluate_dataset counts), and the raw one.
-  var_x = [np.var(np.asarray(m), axis=0) - np.mean(np.asarray(n), axis=0) for m, _, n, _ in means]
-  raw_x = [np.var(np.asarray(m), axis=0) for m, _, _, _ in means]
-  var_c = [np.var(np.asarray(m_c), axis=0) for _, m_c, _, _ in means]
+  var_x = [np.var(np.asarray(m), axis=0) - np.mean(np.asarray(n), axis=0) for m, _, n, _, _ in means]
+  raw_x = [np.var(np.asarray(m), axis=0) for m, _, _, _, _ in means]
+  var_c = [np.var(np.asarray(m_c), axis=0) for _, m_c, _, _, _ in means]
   # Layer 1: only unit 0 depends on x (identical counts: E[z1|x] needs no sampling).
   assert (var_x[0] > 0.01).tolist() == [True, False, False]
   # Layer 2: unit 0 follows z1's pure-noise unit -> conditionally active only.
@@ -355,5 +355,57 @@ def test_x_share_on_constructed_encoder():
   out = evaluation.evaluate_dataset(MODEL, _constructed_params(), [(x, jnp.ones(400))],
                                     jax.random.PRNGKey(0), au_samples=50)
   assert out["x_share_units"] == [1, 1]
-  assert 0.0 <= out["x_share_layer"][1] <= 1.0
   assert out["x_share_threshold"] == 0.1
+
+
+def test_pooled_variance_gives_a_known_share_over_a_partial_batch():
+  """Unit u of example b: z = a_b u-th column + sigma_u eps over S paths, so the x-explained
+  share is Var(a) / (Var(a) + sigma^2); two batches, the second half masked out (its
+  values huge, so counting them would show). Bug caught: the pooled variance counting
+  masked rows, or dropping the within-example term (share 1)."""
+  gen = np.random.default_rng(0)
+  sigma = np.array([0.5, 2.0, 1e-3])
+  moments_x, pooled = evaluation._Moments(), evaluation._PooledVariance()  # pylint: disable=protected-access
+  everything = []
+  for batch in range(2):
+    a = gen.normal(size=(200, 3))
+    z = a[None] + sigma * gen.normal(size=(400, 200, 3))
+    mask = np.ones(200) if batch == 0 else np.r_[np.ones(100), np.zeros(100)]
+    z[:, mask == 0] = 1e6
+    moments_x.add(z.mean(0), mask)
+    pooled.add(z.mean(0), z.var(0), mask)
+    everything.append(z[:, mask > 0].reshape(-1, 3))
+  np.testing.assert_allclose(pooled.variance(), np.concatenate(everything).var(0), rtol=1e-9)
+  share = evaluation.x_variance_share(moments_x.variance(), pooled.variance())
+  np.testing.assert_allclose(share, 1 / (1 + sigma**2), atol=0.06)
+
+
+def test_x_share_equals_the_share_of_every_pooled_sample():
+  """``evaluate_dataset`` pools on the device's per-example path moments; the same share
+  from every sampled z_i kept (the former host-side pooling), on a partial last batch.
+  Bug caught: ``posterior_means`` returning another statistic than the paths' mean and
+  variance (e.g. ddof=1), or the mask dropped."""
+  from hermite_vae.models import hierarchy  # pylint: disable=g-import-not-at-top
+  x = (jax.random.uniform(jax.random.PRNGKey(4), (30, 6)) < 0.5).astype(jnp.float32)
+  batches = [(x[:20], jnp.ones(20)), (jnp.concatenate([x[20:], x[:10]]),
+                                      jnp.r_[jnp.ones(10), jnp.zeros(10)])]
+  key, samples = jax.random.PRNGKey(7), 9
+  out = evaluation.evaluate_dataset(MODEL, PARAMS, batches, key, au_samples=samples,
+                                    share_threshold=0.3)
+  zs, means, noise = [[], []], [[], []], [[], []]
+  for b, (xb, mask) in enumerate(batches):
+    keep = np.asarray(mask) > 0
+    keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, b), 1), samples)
+    paths = jax.vmap(lambda k, xb=xb: hierarchy.encode_path(MODEL, PARAMS, xb, k))(keys)
+    for i, (z, loc, _) in enumerate(paths):
+      loc = np.asarray(loc, np.float64)[:, keep]
+      zs[i].append(np.asarray(z, np.float64)[:, keep].reshape(-1, z.shape[-1]))
+      means[i].append(loc.mean(0))
+      noise[i].append(loc.var(0, ddof=1) / samples)
+  for i in range(2):
+    total = np.concatenate(zs[i]).var(0)
+    explained = np.concatenate(means[i]).var(0) - np.concatenate(noise[i]).mean(0)
+    want = np.clip(np.maximum(explained, 0).sum() / total.sum(), 0, 1)
+    assert 0.01 < want < 0.99   # a share the clip does not decide
+    assert out["x_share_layer"][i] == pytest.approx(want, rel=1e-4)
+    assert out["x_share_units"][i] == int((np.clip(explained / total, 0, 1) >= 0.3).sum())

@@ -105,8 +105,8 @@ def test_the_configured_active_unit_threshold_is_the_one_applied():
   means = evaluation.posterior_means(model, params, x, 7, jax.random.fold_in(
       jax.random.fold_in(key, 0), 1))
   var_x = [np.var(np.asarray(m), axis=0) - np.mean(np.asarray(n), axis=0)
-           for m, _, n, _ in means]
-  var_c = [np.var(np.asarray(c), axis=0) for _, c, _, _ in means]
+           for m, _, n, _, _ in means]
+  var_c = [np.var(np.asarray(c), axis=0) for _, c, _, _, _ in means]
   for threshold in (float(np.median(var_x[0])), float(np.median(var_c[1])), 0.01):
     out = evaluation.evaluate_dataset(model, params, [(x, jnp.ones(40))], key, au_samples=7,
                                       au_threshold=threshold)
