@@ -36,8 +36,8 @@ metric are those of the original model. Never smoothed: q(.|.), p(x|z_1), p(z_L)
 
 Schedules (baselines; the reported ELBO is never affected): KL annealing (a weight on
 the KL terms: 0 for ``kl_warmup_start`` steps, then linear to 1 over ``kl_warmup_steps``),
-free bits (each layer's batch-mean KL enters the loss as max(free_bits, KL_i)), and a rho
-schedule (rho rising linearly from ``rho`` to 1 over ``rho_anneal_fraction`` of training).
+free bits (a floor max(free_bits, .) on the top layer's analytic KL, or on every layer's
+batch-mean term: ``free_bits_layers``, see :func:`free_bits_kl`), and a rho schedule (rho rising linearly from ``rho`` to 1 over ``rho_anneal_fraction`` of training).
 """
 from __future__ import annotations
 
@@ -69,6 +69,7 @@ class ObjectiveConfig:
   kl_warmup_steps: int
   free_bits: float
   ou_sequential: bool = False
+  free_bits_layers: str = "top"
   hvae_gradient: str = "substitute"
   ou_chain_layers: bool = False
 
@@ -81,7 +82,8 @@ class ObjectiveConfig:
                num_iw_samples=c.num_iw_samples, kl_warmup_start=c.kl_warmup_start,
                kl_warmup_steps=c.kl_warmup_steps, free_bits=float(c.free_bits),
                ou_sequential=bool(c.ou_sequential), hvae_gradient=c.hvae_gradient,
-               ou_chain_layers=bool(c.ou_chain_layers))
+               ou_chain_layers=bool(c.ou_chain_layers),
+               free_bits_layers=c.free_bits_layers)
 
 
 def layer_terms(model, params, x, key, smoothing: Optional[Smoothing] = None) -> LayerTerms:
@@ -112,22 +114,29 @@ def rho_at(step, rho, anneal_steps: int):
   return rho + (1.0 - rho) * t
 
 
-def free_bits_kl(kl_per_layer, free_bits: float):
-  """Free bits (Kingma et al., 2016) where a layer's term is a KL: ``kl_per_layer`` [L]
-  (batch means, bottom to top) with the top layer's entry replaced by
-  max(free_bits, KL(q(z_L|.) || N(0, I))) — analytic, >= 0.
+FREE_BITS_LAYERS = ("top", "every")
 
-  The other entries are sampled terms log q(z_i|z_{i-1}) - log p(z_i|z_{i+1}) whose
-  batch mean estimates E[log q - log p], which is not a KL and is often negative (a
-  layer above that encodes z_i's own noise makes p(z_i|.) sharper than q(z_i|.)). A
-  floor max(free_bits, .) on such a term would make it a constant and stop the gradient
-  of p(z_i|.) and of the encoders above through it; they are left unchanged. (In this
-  bottom-up hierarchy p(z_i|z_{i+1}) depends on z_i through z_{i+1} ~ q(.|z_i), so
-  there is no closed-form per-layer KL below the top; floors on the nested KLs from a
-  layer up would telescope into one floor on the total.)
+
+def free_bits_kl(kl_per_layer, free_bits: float, layers: str = "top"):
+  """Free bits (Kingma et al., 2016): ``kl_per_layer`` [L] (batch means, bottom to top)
+  with entries replaced by max(free_bits, .).
+
+  ``layers='top'``: the top layer's entry only, KL(q(z_L|.) || N(0, I)) — analytic and
+  >= 0, a true KL. ``layers='every'``: every layer's entry, the same floor on each (the
+  paper's baseline). Below the top an entry is the batch mean of the sampled term
+  log q(z_i|z_{i-1}) - log p(z_i|z_{i+1}), which estimates E[log q - log p]: not a KL,
+  and often negative (a layer above that encodes z_i's own noise makes p(z_i|.) sharper
+  than q(z_i|.)). Where the floor binds, the entry is a constant: **no gradient reaches
+  p(z_i|z_{i+1}) or the encoders from that term** — the generator of a floored layer
+  learns only through the reconstruction and the terms below, which is what a floor
+  means (use the nats below it freely), applied to an estimate. (In this bottom-up
+  hierarchy p(z_i|z_{i+1}) depends on z_i through z_{i+1} ~ q(.|z_i), so there is no
+  closed-form per-layer KL below the top.)
   """
   if free_bits <= 0:
     return kl_per_layer
+  if layers == "every":
+    return jnp.maximum(kl_per_layer, free_bits)
   return kl_per_layer.at[-1].set(jnp.maximum(kl_per_layer[-1], free_bits))
 
 
@@ -169,7 +178,7 @@ def loss_and_metrics(params, model, x, key, step, cfg):
     log_px, kl = terms.log_px, terms.kl
     kl_mean = jnp.mean(kl, axis=1)
     beta = kl_weight(step, cfg.kl_warmup_start, cfg.kl_warmup_steps)
-    loss = -(jnp.mean(log_px) - beta * jnp.sum(free_bits_kl(kl_mean, cfg.free_bits)))
+    loss = -(jnp.mean(log_px) - beta * jnp.sum(free_bits_kl(kl_mean, cfg.free_bits, cfg.free_bits_layers)))
     extra["kl_weight"] = beta
   kl_mean = jnp.mean(kl, axis=1)
   metrics = {"elbo_nats": jnp.mean(log_px) - jnp.sum(kl_mean),

@@ -195,6 +195,25 @@ def test_free_bits_leave_the_sampled_terms_and_their_gradient_alone():
   assert not _close(g_fb[top], g0[top], rtol=1e-3, atol=1e-6)
 
 
+def test_free_bits_on_every_layer_floor_each_batch_mean_term():
+  """``free_bits_layers='every'`` (the paper's baseline): the loss is the sum of
+  max(free_bits, batch-mean term) over layers, and where the floor binds the term passes
+  no gradient. A floor between z1's and z2's terms: p(z2|z3), whose only loss term is
+  z2's, gets no gradient at all; p(z1|z2), whose term stays above the floor, keeps
+  exactly its gradient. Bug caught: 'every' applied to the top layer only."""
+  g0, m0 = _grads()
+  kl_mean = np.asarray(m0["kl_per_layer_nats"])
+  floor = float(kl_mean[0] + kl_mean[1]) / 2
+  assert kl_mean[0] > floor > kl_mean[1] and floor > kl_mean[2]
+  g_fb, m_fb = _grads(free_bits=floor, free_bits_layers="every")
+  want = -(float(m0["reconstruction_nats"]) - np.maximum(kl_mean, floor).sum())
+  np.testing.assert_allclose(m_fb["loss"], want, rtol=1e-6)
+  assert all(np.abs(np.asarray(v)).max() == 0 for v in jax.tree_util.tree_leaves(g_fb["p_z2"]))
+  assert _close(g_fb["p_z1"], g0["p_z1"], rtol=1e-6, atol=1e-8)
+  g_top, _ = _grads(free_bits=floor)   # 'top': z2's generator learns from its term
+  assert any(np.abs(np.asarray(v)).max() > 0 for v in jax.tree_util.tree_leaves(g_top["p_z2"]))
+
+
 def test_substitute_and_jacobian_gradients_differ_only_in_the_generator():
   g_sub, m_sub = _grads(method="hvae", rho=0.5, hvae_gradient="substitute")
   g_jac, m_jac = _grads(method="hvae", rho=0.5, hvae_gradient="jacobian")
