@@ -133,20 +133,23 @@ def main(argv):
   parallel = sweeps.resolve_parallel(FLAGS.parallel)
   free = list(sweeps._cpu_sets(parallel))  # pylint: disable=protected-access
   lock, running, failed = threading.Condition(), [], []
+  workers = sweeps.Workers()
 
   def work(run, config, workdir, cpus):
     name = f"{run.name}__seed_{run.seed}"
     try:
       env = sweeps.worker_env(len(cpus) if cpus else 1)
-      code = sweeps.run_worker(config, workdir, cpus, env)
+      code = sweeps.run_worker(config, workdir, cpus, env, workers)
       if code:
-        raise RuntimeError(f"training exit {code}: {workdir}/worker.log")
+        log_path = os.path.join(workdir, "worker.log")
+        raise RuntimeError(f"training exit {code}: {sweeps.last_error_line(log_path)} "
+                           f"(full log: {log_path})")
       cmd = [sys.executable, SUMMARIZE, f"--root={FLAGS.root}", f"--group={plan.group}",
              f"--out_dir={FLAGS.out_dir}", f"--only={name}", *plan.summary_flags]
       if cpus:
         cmd = ["taskset", "-c", ",".join(map(str, cpus))] + cmd
       with open(os.path.join(workdir, "summary.log"), "a") as log_file:
-        code = subprocess.call(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        code = workers.call(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
       if code:
         raise RuntimeError(f"summary exit {code}: {workdir}/summary.log")
       path = summary_path(plan, run, FLAGS.out_dir)
@@ -165,7 +168,7 @@ def main(argv):
         lock.notify_all()
 
   threads = []
-  with lock:
+  with sweeps.stop_on_signals(workers), lock:
     while todo:
       now = time.time()
       fits = [t for t in todo

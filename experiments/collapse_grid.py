@@ -16,11 +16,13 @@ seeds, the CSV/JSON one row per seed. Resumable like the other sweeps.
 """
 import json
 import os
+import sys
 
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
 import numpy as np
 from ml_collections import config_flags
 
+from hermite_vae import config_lib
 from lab import plots, sweeps
 
 config_flags.DEFINE_config_file("config", "configs/mnist_mlp.py", "Base training config.")
@@ -80,4 +82,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  config_lib.check_override_flags(sys.argv)
   app.run(main)

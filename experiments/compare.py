@@ -25,6 +25,7 @@ seed 0 is trained before any seed 1.
 """
 import json
 import os
+import sys
 
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
 import numpy as np
@@ -138,4 +139,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  config_lib.check_override_flags(sys.argv)
   app.run(main)

@@ -17,6 +17,7 @@ Resumable: finished runs are read back.
 """
 import json
 import os
+import sys
 
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
 import jax
@@ -153,4 +154,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  config_lib.check_override_flags(sys.argv)
   app.run(main)

@@ -43,4 +43,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  config_lib.check_override_flags(sys.argv)
   app.run(main)

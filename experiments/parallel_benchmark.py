@@ -12,11 +12,13 @@ import json
 import os
 import shutil
 import tempfile
+import sys
 import time
 
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
 from ml_collections import config_flags
 
+from hermite_vae import config_lib
 from lab import sweeps
 
 config_flags.DEFINE_config_file("config", "configs/mnist_mlp.py", "Base training config.")
@@ -63,4 +65,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  config_lib.check_override_flags(sys.argv)
   app.run(main)

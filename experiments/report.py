@@ -16,6 +16,7 @@ at the run's (rho, n) with kappa; and a verdict per layer: informative about x (
 import json
 import math
 import os
+import time
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -55,7 +56,12 @@ def _fmt(v, digits=3):
   return "–" if v is None else f"{v:.{digits}g}"
 
 
+def _stage(text):
+  print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
 def build_report(workdir, out_dir):
+  workdir_lib.require_trained(workdir)
   config = workdir_lib.load_run_config(workdir)
   records = metrics_io.read_metrics(workdir)
   train_rec = [r for r in records if r["split"] == "train"]
@@ -77,10 +83,12 @@ def build_report(workdir, out_dir):
   model, params, step = workdir_lib.restore_params(workdir, config, x.shape[1])
   key = jax.random.PRNGKey(FLAGS.seed)
   rhos = [float(r) for r in FLAGS.rhos]
+  _stage(f"Hermite spectra of the generator layers ({len(rhos)} rho)")
   spectra = diagnostics.generator_spectra(model, params, x, key, rhos=rhos,
                                           num_samples=FLAGS.spectrum_samples,
                                           max_examples=FLAGS.spectrum_examples)
   meter = {}
+  _stage(f"gradient variance over {FLAGS.draws} draws per layer, rho and gradient")
   for i in list(range(len(model.latent_dims) - 1)) + [None]:   # None: the whole objective
     for rho in rhos:
       for gradient in (FLAGS.gradients if rho < 1 else ["vae"]):
@@ -151,6 +159,7 @@ def build_report(workdir, out_dir):
                  f"{v['relative']:.4g} |")
   gap = None
   if config.method == "hvae":
+    _stage("surrogate gap")
     gap = diagnostics.surrogate_gap(model, params, x, jax.random.fold_in(key, 23),
                                     rho=float(config.rho),
                                     num_ou_samples=int(config.num_ou_samples),

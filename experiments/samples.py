@@ -27,6 +27,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  workdir_lib.require_trained(FLAGS.workdir)
   out_dir = FLAGS.out_dir or FLAGS.workdir
   os.makedirs(out_dir, exist_ok=True)
   config = workdir_lib.load_run_config(FLAGS.workdir)

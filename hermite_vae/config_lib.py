@@ -57,8 +57,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_iw_samples = 5            # k for method=iwae
   c.kl_warmup_start = 0           # KL annealing: weight 0 for this many steps,
   c.kl_warmup_steps = 0           # then linear to 1 over this many (0, 0: off)
-  c.free_bits = 0.0               # nats: floor on the top layer's analytic KL (0: off;
-                                  # objectives.free_bits_kl says why only the top's)
+  c.free_bits = 0.0               # nats: a floor max(free_bits, .) on KL terms (0: off)
+  # Which terms free_bits floors: top (the top layer's analytic KL, the only true KL) or
+  # every (each layer's batch-mean term, the paper's baseline; below the top a floored
+  # term passes no gradient: objectives.free_bits_kl).
+  c.free_bits_layers = "top"
 
   # Model: the paper's static-MNIST MLP (Table 4): 4 layers of 40 units, 2x200 tanh.
   c.latent_dims = (40, 40, 40, 40)    # bottom (z1) to top (zL)
@@ -218,9 +221,22 @@ def validate(config) -> None:
   for key in ("ou_sequential", "ou_chain_layers", "skip_connections"):
     if not isinstance(c[key], bool):
       _fail(key, c[key], "must be True or False")
+  for key, value in c.items():  # nan passes every comparison below: refuse it first
+    if isinstance(value, float) and not math.isfinite(value):
+      _fail(key, value, "must be a finite number")
   for key in ("free_bits", "grad_clip_norm"):
     if c[key] < 0:
       _fail(key, c[key], "must be >= 0")
+  if not c.min_scale > 0:
+    _fail("min_scale", c.min_scale, "must be > 0 (the floor of every Gaussian scale)")
+  if c.max_scale != 0 and not c.max_scale > c.min_scale:
+    _fail("max_scale", c.max_scale, f"must be 0 (off) or above min_scale={c.min_scale}")
+  if c.free_bits_layers not in objectives.FREE_BITS_LAYERS:
+    _fail("free_bits_layers", c.free_bits_layers, f"expected one of "
+          f"{objectives.FREE_BITS_LAYERS}")
+  if c.free_bits_layers != "top" and not c.free_bits:
+    _fail("free_bits_layers", c.free_bits_layers, "has no effect with free_bits=0; set "
+          "free_bits or leave free_bits_layers='top'")
   if c.method == "iwae":
     # The IW bound is trained as it is: a KL weight or a KL floor has no place in it.
     for key in ("kl_warmup_start", "kl_warmup_steps", "free_bits"):
@@ -296,6 +312,24 @@ def apply_kappa(config, rho_given: bool = False):
   return config
 
 
+def check_override_flags(argv, flag: str = "config") -> None:
+  """Exits with one line naming the key and the closest known keys when a command line
+  sets ``--config.KEY`` for a KEY the configs do not have (``ml_collections`` would fail
+  later with a long traceback). Call before ``app.run``."""
+  import difflib  # pylint: disable=g-import-not-at-top
+  known = set(default_config())
+  prefix = f"--{flag}."
+  for arg in argv[1:]:
+    if not arg.startswith(prefix):
+      continue
+    key = arg[len(prefix):].split("=")[0].split(".")[0]
+    if key not in known:
+      close = difflib.get_close_matches(key, sorted(known), n=3)
+      raise SystemExit(f"{prefix}{key}: no such config key" +
+                       (f"; did you mean {', '.join(close)}?" if close else
+                        " (every key: hermite_vae/config_lib.py, default_config)"))
+
+
 def likelihood(config) -> str:
   """p(x|z_1) for the config's dataset: ``bernoulli`` for binary (binarized) images,
   ``discretized_logistic`` for 8-bit ones (``config.likelihood='auto'`` picks this)."""
@@ -308,7 +342,7 @@ def likelihood(config) -> str:
 # The method comparison (paper Tables 3-4), one spelling everywhere (configs/methods.py,
 # experiments/compare.py, the benchmark, the README): ``vae``, ``iwae`` (k = 5),
 # ``vae+kl`` (KL annealing: weight 0 for 10,000 steps, then linear to 1 over 500,000),
-# ``vae+freebits`` (1 nat per layer), ``hvae`` (the paper's substitution gradient),
+# ``vae+freebits`` (1 nat on every layer's term), ``hvae`` (the paper's substitution gradient),
 # ``hvae+kl``, ``hvae+freebits``, ``hvae_ratio`` (smooth mu/sigma and sigma),
 # ``hvae+rho_anneal`` (rho rising to 1 over the first half) and the ablation
 # ``hvae_jacobian`` (only the Jacobian of (mu, sigma) smoothed, log N differentiated at
@@ -334,6 +368,7 @@ def apply_method(config, name: str):
     config.kl_warmup_steps = 500_000
   elif extra == "freebits":
     config.free_bits = 1.0
+    config.free_bits_layers = "every"
   elif extra == "rho_anneal":
     config.rho_anneal_fraction = 0.5
   return config
@@ -354,7 +389,12 @@ RESUMABLE_KEYS = frozenset((
     "au_samples", "au_threshold", "x_share_threshold", "mi_paths", "progress_bar",
     "diagnostics_every", "diagnostics_draws", "data_dir", "distributed",
     "coordinator_address", "num_processes", "process_id", "distributed_timeout_s",
-    "ou_sequential", "ou_chain_layers"))
+    "ou_sequential", "ou_chain_layers", "skip_nonfinite"))
+
+# Schedules whose length is computed from num_train_steps: a resume that changes
+# num_train_steps with one of them on would make the learning rate or rho jump.
+_SCHEDULES_OVER_TRAINING = (("lr_schedule", lambda c: c.lr_schedule == "cosine"),
+                            ("rho_anneal_fraction", lambda c: c.rho_anneal_fraction > 0))
 
 
 def _same(a, b) -> bool:
@@ -372,6 +412,15 @@ def check_resume(saved: dict, config, workdir: str) -> None:
   RESUMABLE_KEYS."""
   old = from_saved(saved)
   changed = [k for k in sorted(old) if k not in RESUMABLE_KEYS and not _same(old[k], config[k])]
+  if not changed and old.num_train_steps != config.num_train_steps:
+    tied = [k for k, on in _SCHEDULES_OVER_TRAINING if on(old)]
+    if tied:
+      raise ValueError(
+          f"{workdir!r}: config.num_train_steps={config.num_train_steps} (saved "
+          f"{old.num_train_steps}) would change the length of the schedule set by "
+          f"{', '.join(f'config.{k}={old[k]!r}' for k in tied)}, which spans the whole "
+          "run: the learning rate or rho would jump at the resume. Train the longer run "
+          "in a new workdir.")
   if changed:
     what = ", ".join(f"config.{k}={config[k]!r} (saved {old[k]!r})" for k in changed)
     raise ValueError(

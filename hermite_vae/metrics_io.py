@@ -43,13 +43,13 @@ class MetricsWriter:
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def truncate_after(self, step: int) -> None:
-    """Drops points logged after ``step`` (a resumed run redoes those steps)."""
+    """Drops points logged after ``step`` (a resumed run redoes those steps; 0: a run
+    starting afresh keeps none) and a torn last line (a kill mid-write), with a warning."""
     if not self.enabled or not os.path.exists(self.path):
       return
-    with open(self.path) as f:
-      lines = [l for l in f if l.strip() and json.loads(l)["step"] <= step]
+    records = _parse_lines(self.path)
     with open(self.path, "w") as f:
-      f.writelines(lines)
+      f.writelines(json.dumps(r) + "\n" for r in records if r["step"] <= step)
 
   def write(self, step: int, split: str, values: dict) -> None:
     if not self.enabled:
@@ -74,9 +74,25 @@ class MetricsWriter:
       self._tb.close()
 
 
+def _parse_lines(path: str) -> list[dict]:
+  """The records of a metrics file; an unreadable *last* line (torn by a kill while it
+  was written) is dropped with a warning, an unreadable earlier one is an error."""
+  with open(path) as f:
+    lines = [l for l in f if l.strip()]
+  records = []
+  for i, line in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if i < len(lines) - 1:
+        raise ValueError(f"{path}, line {i + 1}: not a JSON record ({e})") from e
+      log.warning("%s: dropping a torn last line (%d characters; a process was killed "
+                  "while writing it)", path, len(line))
+  return records
+
+
 def read_metrics(workdir: str) -> list[dict]:
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(l) for l in f if l.strip()]
+  return _parse_lines(os.path.join(workdir, "metrics.jsonl"))
 
 
 class Progress:

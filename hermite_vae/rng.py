@@ -15,6 +15,10 @@ from __future__ import annotations
 import jax
 
 RUN_STREAMS = ("data", "init", "train", "eval")
+# The version of how a run's keys are derived from its seed (saved in config.json): a
+# resume under another scheme would silently change data order and step keys, so it is
+# refused. 2: ``run_keys`` (one split into the four streams); 1: before it.
+KEY_SCHEME = 2
 
 
 def run_keys(seed: int) -> dict:

@@ -23,6 +23,8 @@ import functools
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -127,7 +129,8 @@ def _live_diagnostics(model, params, eval_images, config, key, step) -> dict:
   return diagnostics.live_metrics(
       model, params, x, jax.random.fold_in(key, 10_000_000 + step),
       rho=rho if config.method == "hvae" else 1.0, num_ou_samples=config.num_ou_samples,
-      gradient=config.hvae_gradient, num_draws=config.diagnostics_draws)
+      gradient=config.hvae_gradient, num_draws=config.diagnostics_draws,
+      smooth_target=config.smooth_target)
 
 
 def _check_finite(state: TrainState, skip: bool):
@@ -136,8 +139,9 @@ def _check_finite(state: TrainState, skip: bool):
     step = int(jax.device_get(state.first_nonfinite_step))
     raise FloatingPointError(
         f"Non-finite loss or gradient at step {step}: training stopped; parameters are "
-        f"those before step {step} and no checkpoint was written after it. Lower "
-        f"learning_rate, set grad_clip_norm, or set skip_nonfinite=True to skip such steps.")
+        f"those before step {step} and no checkpoint was written after it. Resume with "
+        f"skip_nonfinite=True to skip such steps, or train in a new workdir with a lower "
+        f"learning_rate or a grad_clip_norm (they define the run, so a resume refuses them).")
   return count
 
 
@@ -164,21 +168,107 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   config_lib.validate(config)
   distributed.initialize(config)
-  os.makedirs(workdir, exist_ok=True)
-  saved_info = os.path.join(workdir, "config.json")
-  if os.path.exists(saved_info) and workdir_lib.has_checkpoint(workdir):
-    with open(saved_info) as f:
-      config_lib.check_resume(json.load(f)["config"], config, workdir)
+  for key in ("batch_size", "eval_batch_size"):
+    if config[key] % jax.device_count():
+      raise ValueError(f"config.{key}={config[key]} must be divisible by the number of "
+                       f"devices ({jax.device_count()}).")
   is_chief = distributed.is_chief()
+  workdir_lib.prepare(workdir)
+  lock = workdir_lib.WorkdirLock(workdir) if is_chief else None
+  try:
+    return _train_and_evaluate(config, workdir, is_chief)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+# What a resumed run's data must equal: the dataset actually read, from where, which
+# examples, binarized how.
+DATA_RECORD_KEYS = ("data_used", "source", "train_split", "eval_split", "num_train",
+                    "num_eval", "binarization", "static_draw")
+
+
+def _saved_run(workdir: str, config, has_checkpoint: bool):
+  """The run's ``config.json`` (None for a new run), after refusing a resume that would
+  continue the checkpoint as another run: no config.json to check against, another config
+  (``config_lib.check_resume``) or another key scheme."""
+  path = os.path.join(workdir, "config.json")
+  if not has_checkpoint:
+    return None
+  if not os.path.exists(path):
+    raise ValueError(
+        f"{workdir!r} holds checkpoints but no config.json: nothing tells which config "
+        "trained them, so a resume cannot be checked. Put the run's config.json back, or "
+        "use a new workdir.")
+  with open(path) as f:
+    saved = json.load(f)
+  config_lib.check_resume(saved["config"], config, workdir)
+  scheme = saved.get("key_scheme", 1)
+  if scheme != rng.KEY_SCHEME:
+    raise ValueError(
+        f"{workdir!r} was trained under key scheme {scheme} and this version derives the "
+        f"run's keys under scheme {rng.KEY_SCHEME} (hermite_vae.rng): resuming would change "
+        "the data order and step keys mid-run. Use a new workdir (or the version that "
+        "trained it).")
+  return saved
+
+
+def _check_same_data(saved, loaded, workdir):
+  old = saved.get("data", {})
+  changed = [k for k in DATA_RECORD_KEYS
+             if k in old and old.get(k) != loaded.info.get(k)]
+  if changed:
+    what = ", ".join(f"{k}={loaded.info.get(k)!r} (saved {old.get(k)!r})" for k in changed)
+    raise ValueError(
+        f"{workdir!r} was trained on other data than this config loads: {what}. Resuming "
+        "would continue the run on another data set; give the same data_dir and "
+        "data_source, or use a new workdir.")
+
+
+class Terminated(Exception):
+  """SIGTERM or Ctrl-C received: the trainer stopped between two dispatches."""
+
+
+class _StopSignals:
+  """SIGTERM and SIGINT set a flag that the training loop checks between dispatches, so a
+  signal never lands inside a checkpoint save; a second signal stops at once (the default
+  action). Installed only in the main thread (signal handlers can live nowhere else)."""
+
+  def __init__(self):
+    self.received, self._previous = None, {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.received is not None:  # the second one: stop now
+      self.__exit__()
+      raise KeyboardInterrupt
+    self.received = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+
+  def check(self):
+    if self.received is not None:
+      raise Terminated(self.received)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
+
+
+def _train_and_evaluate(config, workdir, is_chief):
+  saved_run = _saved_run(workdir, config, workdir_lib.has_checkpoint(workdir))
   loaded = data.load_config(config)
+  if saved_run is not None:
+    _check_same_data(saved_run, loaded, workdir)
   if loaded.info.get("static_draw"):
     log.info("Data: %s", loaded.info["static_draw"])
   num_pixels = int(np.prod(loaded.train.shape[1:]))
   mesh = make_mesh()
-  for key in ("batch_size", "eval_batch_size"):
-    if config[key] % mesh.size:
-      raise ValueError(f"config.{key}={config[key]} must be divisible by the number of "
-                       f"devices ({mesh.size}).")
   replicated = NamedSharding(mesh, P())
   keys = rng.run_keys(config.seed)
   train_batches = data.TrainBatches(loaded.train, config.batch_size,
@@ -195,13 +285,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, restored_step = workdir_lib.restore_or_keep(checkpoints, state)
   if restored_step is not None:
     log.info("Restored checkpoint at step %d from %s", restored_step, workdir)
-    writer.truncate_after(restored_step)
+  # Points logged after the restored step (0: none restored) are redone by this run.
+  writer.truncate_after(restored_step or 0)
   start_step = int(jax.device_get(state.step))
+  if start_step > config.num_train_steps:
+    log.warning("%s is already at step %d, past num_train_steps=%d: nothing to train; "
+                "evaluating the step-%d model (config.json unchanged).", workdir,
+                start_step, config.num_train_steps, start_step)
+    writer.close()
+    return evaluate(model, state.params, loaded.eval, config, mesh,
+                    jax.random.fold_in(eval_key, start_step))
 
   saved = json.loads(config.to_json_best_effort())
-  if saved["data_dir"]:   # so that the run can be evaluated from any directory
-    saved["data_dir"] = os.path.abspath(saved["data_dir"])
-  run_info = {"config": saved, "data": loaded.info,
+  if saved["data_dir"] and "://" not in saved["data_dir"]:
+    saved["data_dir"] = os.path.abspath(saved["data_dir"])  # evaluable from anywhere
+  run_info = {"config": saved, "data": loaded.info, "key_scheme": rng.KEY_SCHEME,
               "num_params": count_params(state.params), "devices": [str(d) for d in jax.devices()],
               "process_count": jax.process_count(), "jax_version": jax.__version__}
   if is_chief:
@@ -219,8 +317,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                  config.progress_bar and is_chief)
   pending, t_last, last_eval = [], time.time(), {}
   done = start_step
+  stop = _StopSignals().__enter__()
   try:
     while done < config.num_train_steps:
+      stop.check()
       k = _steps_until_boundary(done, config)
       # The batches are drawn on device from the state's own step counter: a dispatch
       # copies nothing from the host, on one process or several (tested with
@@ -240,6 +340,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         now = time.time()
         num_steps = sum(len(m["loss"]) for m in pending)
         summary["steps_per_sec"] = num_steps / max(now - t_last, 1e-9)
+        # Steps averaged: log_every, except in an interval cut by a resume from a
+        # checkpoint that is not on a log step (then only the steps since it).
+        summary["interval_steps"] = num_steps
         summary["skipped_nonfinite"] = skipped
         pending, t_last = [], now
         writer.write(done, "train", summary)
@@ -256,10 +359,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if done % config.checkpoint_every == 0 or done == config.num_train_steps:
         _check_finite(state, config.skip_nonfinite)
         checkpoints.save(done, args=ocp.args.StandardSave(state))
+  except (KeyboardInterrupt, Terminated) as e:
+    checkpoints.wait_until_finished()
+    latest = checkpoints.latest_step()
+    log.warning("Stopped (%s) at step %d. %s", e if isinstance(e, Terminated) else "Ctrl-C",
+                done,
+                f"Rerun the same command to resume from step {latest}." if latest is not None
+                else "No checkpoint was written: a rerun starts from step 0.")
+    raise
   finally:  # also on errors: finish pending checkpoint writes, flush logs
     checkpoints.wait_until_finished()
     progress.close()
     writer.close()
+    stop.__exit__()
   if not last_eval:  # nothing left to train: evaluate the restored model
     last_eval = evaluate(model, state.params, loaded.eval, config, mesh,
                          jax.random.fold_in(eval_key, start_step))

@@ -5,15 +5,20 @@ config it was trained with, and its restored state.
     workdir/metrics.jsonl    one JSON object per logged point (train and eval)
     workdir/tensorboard/     event files
     workdir/checkpoints/     orbax checkpoints of the TrainState, by step
+    workdir/.lock            held (flock) by the one process training in the workdir
 """
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import socket
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 
 from hermite_vae import config_lib, state as state_lib
 
@@ -25,28 +30,130 @@ def checkpoint_manager(workdir: str, max_to_keep=None) -> ocp.CheckpointManager:
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
+log = logging.getLogger(__name__)
+
+
+def _local(path: str) -> bool:
+  return "://" not in str(path)
+
+
+def prepare(workdir: str) -> None:
+  """Creates ``workdir`` (and its parents), or raises ValueError naming the path that is a
+  file where a directory is needed."""
+  if _local(workdir):
+    path = os.path.abspath(workdir)
+    probe = path
+    while probe and not os.path.exists(probe):
+      probe = os.path.dirname(probe)
+    if probe and not os.path.isdir(probe):
+      raise ValueError(f"--workdir={workdir!r}: {probe!r} is a file, not a directory"
+                       + ("" if probe == path else " (the workdir would lie under it)"))
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+
+
+class WorkdirLock:
+  """One training process per workdir: an exclusive ``flock`` on ``workdir/.lock``, which
+  the kernel releases when the process ends, however it ends (a killed process leaves no
+  stale lock). The file keeps the holder's pid and host for the message of a second
+  process, which is refused. Local workdirs only (remote file systems have no flock)."""
+
+  def __init__(self, workdir: str):
+    self.path, self._file = os.path.join(workdir, ".lock"), None
+    if not _local(workdir):
+      return
+    import fcntl  # pylint: disable=g-import-not-at-top
+    f = open(self.path, "a+")
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EACCES):
+        raise
+      f.seek(0)
+      holder = f.read().strip() or "another process"
+      f.close()
+      raise RuntimeError(f"{workdir!r} is in use by {holder}: two trainings would write "
+                         "the same checkpoints and metrics. Wait for it, stop it, or use "
+                         "another workdir.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()} on {socket.gethostname()}")
+    f.flush()
+    self._file = f
+
+  def release(self):
+    if self._file is not None:
+      self._file.close()  # closing the descriptor drops the flock
+      self._file = None
+
+
+def _checkpoint_steps(workdir: str) -> list[int]:
+  path = epath.Path(workdir) / "checkpoints"
+  if not path.exists():
+    return []
+  manager = ocp.CheckpointManager(
+      path, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+  return sorted(manager.all_steps())
+
+
 def has_checkpoint(workdir: str) -> bool:
-  """Whether ``workdir/checkpoints`` holds a saved step (orbax names them by step)."""
-  path = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(path) and any(name.isdigit() for name in os.listdir(path))
+  """Whether ``workdir/checkpoints`` holds a finished step, as the checkpoint manager sees
+  it (also on ``gs://`` and other remote workdirs)."""
+  return bool(_checkpoint_steps(workdir))
 
 
 def restore_or_keep(manager: ocp.CheckpointManager, state, step=None):
-  """(state restored from ``step`` (default: the latest), that step), or ``(state, None)``
-  unchanged when there is no checkpoint. ``state`` gives the structure, shapes, dtypes
-  and shardings to restore into (arrays or ``jax.ShapeDtypeStruct``s)."""
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    return state, None
+  """(state restored from ``step`` (default: the newest intact checkpoint), that step), or
+  ``(state, None)`` unchanged when there is no checkpoint. ``state`` gives the structure,
+  shapes, dtypes and shardings to restore into (arrays or ``jax.ShapeDtypeStruct``s).
+
+  A damaged newest checkpoint (partly deleted, truncated, overwritten) is skipped with a
+  warning naming its step and the damage, and the next older one is restored; when none
+  can be, the error names every step tried."""
   abstract = jax.tree_util.tree_map(
       lambda x: ocp.utils.to_shape_dtype_struct(x) if isinstance(x, jax.Array) else x, state)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+  steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    return state, None
+  damaged = []
+  for s in steps:
+    try:
+      restored = manager.restore(s, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # pylint: disable=broad-except
+      why = _last_line(e)
+      damaged.append(f"step {s} ({why})")
+      log.warning("Checkpoint at step %d in %s cannot be restored: %s", s,
+                  manager.directory, why)
+      continue
+    if damaged:
+      log.warning("Resuming from step %d: newer checkpoints are damaged: %s", s,
+                  "; ".join(damaged))
+    return restored, s
+  raise RuntimeError(
+      f"No checkpoint in {manager.directory} can be restored: {'; '.join(damaged)}. "
+      "Delete the damaged step directories to start from the newest intact one (or from "
+      "step 0 when none is left).")
+
+
+def _last_line(error: BaseException) -> str:
+  """The innermost cause of ``error`` in one line (orbax wraps tensorstore's errors)."""
+  while error.__cause__ is not None or error.__context__ is not None:
+    error = error.__cause__ or error.__context__
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[-1] if text else ''}"[:300]
 
 
 def saved_config(workdir: str) -> dict:
   """The ``config`` record of ``workdir/config.json`` as saved (JSON values)."""
   with open(os.path.join(workdir, "config.json")) as f:
     return json.load(f)["config"]
+
+
+def require_trained(workdir: str) -> None:
+  """Raises FileNotFoundError unless ``workdir`` holds a config.json and a checkpoint
+  (what evaluating, sampling and reporting need); creates nothing."""
+  if not os.path.exists(os.path.join(workdir, "config.json")) or not has_checkpoint(workdir):
+    raise FileNotFoundError(f"no checkpoint in {workdir!r}: not a trained workdir (train "
+                            "one with experiments/main.py --workdir=...)")
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -61,6 +168,9 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   config.dataset = info["data"]["data_used"]
   if info["data"]["source"] == "embedded":
     config.data_source = "embedded"
+  # The splits it actually used (a fallback to the embedded digits changes them).
+  config.train_split = info["data"].get("train_split", config.train_split)
+  config.eval_split = info["data"].get("eval_split", config.eval_split)
   return config
 
 
@@ -74,6 +184,7 @@ def restore_state(workdir: str, config, num_pixels: int, step=None):
   replicated = jax.sharding.NamedSharding(state_lib.make_mesh(), jax.sharding.PartitionSpec())
   abstract = jax.tree_util.tree_map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract)
+  require_trained(workdir)
   manager = checkpoint_manager(workdir)
   try:
     state, step = restore_or_keep(manager, abstract, step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
+import contextlib
 import csv
 import json
 import logging
@@ -12,13 +13,16 @@ import math
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from typing import Sequence
 
 import numpy as np
 
-from hermite_vae import config_lib, metrics_io, train
+from hermite_vae import config_lib, evaluation, metrics_io, train
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +68,106 @@ def train_or_collect(config, workdir: str) -> dict:
 
 
 def _finished(config, workdir: str):
+  """The final evaluation of a run that finished ``config`` in ``workdir``, or None. A run
+  finished with another config (a key a resume may not change) is refused, naming the
+  keys, rather than returned as this config's result."""
   path = os.path.join(workdir, FINAL)
   if os.path.exists(path):
     with open(path) as f:
       result = json.load(f)
     if result.get("step") == config.num_train_steps:
+      with open(os.path.join(workdir, "config.json")) as f:
+        config_lib.check_resume(json.load(f)["config"], config, workdir)
       return result
   return None
 
 
 def worker_env(threads: int) -> dict:
-  """The environment of a worker process limited to ``threads`` CPU threads: XLA's CPU
-  client and Eigen's thread pool (``XLA_FLAGS``) and the BLAS/OpenMP pools."""
+  """The environment of a worker process limited to ``threads`` CPU threads. XLA:CPU
+  sizes its thread pools from the CPUs the process may run on (its affinity, which
+  ``taskset`` sets for pinned workers); one thread also turns off Eigen's multi-threading
+  (``--xla_cpu_multi_thread_eigen=false``, an XLA flag). The BLAS/OpenMP pools get
+  ``threads`` through their variables."""
   env = dict(os.environ)
-  flags = env.get("XLA_FLAGS", "")
   if threads == 1:
-    flags += " --xla_cpu_multi_thread_eigen=false"
-  env["XLA_FLAGS"] = (flags + f" intra_op_parallelism_threads={threads}").strip()
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                        ).strip()
   for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     env[var] = str(threads)
   return env
+
+
+class Workers:
+  """The worker processes of a sweep: started only while not stopping, all terminated at
+  once by :meth:`stop` (SIGTERM, which a trainer answers by finishing its pending
+  checkpoint; SIGKILL after ``grace`` seconds)."""
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._procs = set()
+    self.stopping = threading.Event()
+
+  def call(self, cmd, **kwargs) -> int:
+    with self._lock:
+      if self.stopping.is_set():
+        raise Stopped("the sweep is stopping")
+      proc = subprocess.Popen(cmd, **kwargs)
+      self._procs.add(proc)
+    try:
+      return proc.wait()
+    finally:
+      with self._lock:
+        self._procs.discard(proc)
+
+  def stop(self, grace: float = 20.0) -> None:
+    self.stopping.set()
+    with self._lock:
+      procs = list(self._procs)
+    for proc in procs:
+      if proc.poll() is None:
+        proc.terminate()
+    deadline = time.time() + grace
+    for proc in procs:
+      try:
+        proc.wait(max(0.0, deadline - time.time()))
+      except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class Stopped(RuntimeError):
+  """A run was not started because its sweep is stopping."""
+
+
+@contextlib.contextmanager
+def stop_on_signals(workers: Workers):
+  """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C (main thread only);
+  on either, or any other exception, the pending runs are not started and the running
+  workers are terminated before the exception propagates."""
+  previous = None
+  if threading.current_thread() is threading.main_thread():
+    def interrupt(signum, frame):
+      del frame
+      raise KeyboardInterrupt(f"signal {signum}")
+    previous = signal.signal(signal.SIGTERM, interrupt)
+  try:
+    yield workers
+  except BaseException:
+    workers.stop()
+    raise
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+
+
+def last_error_line(log_path: str) -> str:
+  """The last line of a worker's log that looks like an error (else its last line)."""
+  try:
+    with open(log_path, errors="replace") as f:
+      lines = [l.strip() for l in f if l.strip()]
+  except OSError:
+    return ""
+  errors = [l for l in lines if "Error" in l or "error:" in l or "Exception" in l]
+  return (errors or lines or [""])[-1][:300]
 
 
 def _cpu_sets(parallel: int) -> list:
@@ -133,6 +217,7 @@ def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True,
   if parallel == 1 or len(jobs) <= 1:
     return [train_or_collect(c, w) for c, w in jobs]
   results = [_finished(c, w) for c, w in jobs]
+  workers = Workers()
   todo = [i for i, r in enumerate(results) if r is None]
   slots = queue.Queue()
   cpu_sets = _cpu_sets(parallel)
@@ -146,39 +231,46 @@ def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True,
     try:
       env = (worker_env(len(cpus) if pin and cpus else threads) if limit_threads
              else dict(os.environ))
-      code = run_worker(config, workdir, cpus if pin else None, env)
+      code = run_worker(config, workdir, cpus if pin else None, env, workers)
     finally:
       slots.put(cpus)
     if code:
-      raise RuntimeError(f"training in {workdir} failed (exit {code}); see "
-                         f"{os.path.join(workdir, 'worker.log')}")
+      log_path = os.path.join(workdir, "worker.log")
+      raise RuntimeError(f"training in {workdir} failed (exit {code}): "
+                         f"{last_error_line(log_path)} (full log: {log_path})")
     return _finished(config, workdir)
 
   errors = []
-  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-    futures = {pool.submit(run, i): i for i in todo}
-    for future in concurrent.futures.as_completed(futures):
-      try:
-        results[futures[future]] = future.result()
-      except RuntimeError as e:
-        errors.append(str(e))
+  pool = concurrent.futures.ThreadPoolExecutor(parallel)
+  try:
+    with stop_on_signals(workers):
+      futures = {pool.submit(run, i): i for i in todo}
+      for future in concurrent.futures.as_completed(futures):
+        try:
+          results[futures[future]] = future.result()
+        except (RuntimeError, ValueError) as e:
+          errors.append(str(e))
+  finally:
+    pool.shutdown(wait=True, cancel_futures=True)
   if errors:
     raise RuntimeError("; ".join(errors))
   return results
 
 
-def run_worker(config, workdir: str, cpus=None, env=None) -> int:
+def run_worker(config, workdir: str, cpus=None, env=None, workers=None) -> int:
   """Trains ``config`` in ``workdir`` in a process of its own (``run_one.py``), pinned to
-  ``cpus`` with ``taskset`` when given, its output appended to ``workdir/worker.log``.
-  Returns the process's exit code."""
+  ``cpus`` with ``taskset`` when given, its output appended to ``workdir/worker.log``,
+  registered with ``workers`` (so that stopping the sweep stops it). Returns the
+  process's exit code."""
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, REQUEST), "w") as f:
     f.write(config.to_json_best_effort())
   cmd = [sys.executable, RUN_ONE, workdir]
   if cpus:
     cmd = ["taskset", "-c", ",".join(map(str, cpus))] + cmd
+  workers = workers or Workers()
   with open(os.path.join(workdir, "worker.log"), "a") as log_file:
-    return subprocess.call(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    return workers.call(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def curves(workdir: str, split: str, key: str):
@@ -302,24 +394,16 @@ def fmt_mean_sd(values, digits: int = 1) -> str:
   return f"{m:.{digits}f} ± {s:.{digits}f} ({each})"
 
 
-def informative_layers(result: dict, min_units: int = 1) -> list[bool]:
-  """Per layer (bottom to top): does z_i carry information about x in this run? True when
-  its x-based active-unit count (Burda's criterion applied to E_q[z_i|x] averaged over
-  paths from x, threshold ``config.au_threshold``) is at least ``min_units``. The
-  conditional count is deliberately not used: a layer can be conditionally active while
-  encoding only the noise of the layer below."""
-  return [int(u) >= min_units for u in result["active_units_x"]]
-
-
 def seeds_informative_above_z1(results: Sequence[dict]) -> tuple[int, int]:
-  """(number of seeds in which some layer above z_1 is informative about x, seeds)."""
-  hits = sum(any(informative_layers(r)[1:]) for r in results)
+  """(number of seeds in which some layer above z_1 is informative about x, seeds), by
+  ``evaluation.informative_layers``."""
+  hits = sum(any(evaluation.informative_layers(r)[1:]) for r in results)
   return hits, len(results)
 
 
 def seeds_informative_top(results: Sequence[dict]) -> tuple[int, int]:
   """(number of seeds in which the top layer z_L is informative about x, seeds)."""
-  return sum(informative_layers(r)[-1] for r in results), len(results)
+  return sum(evaluation.informative_layers(r)[-1] for r in results), len(results)
 
 
 def per_layer(results: Sequence[dict], key: str, digits: int = 1) -> str:

@@ -230,6 +230,11 @@ def load(dataset: str, source: str = "auto", data_dir: str = "",
 
   train = splits_lib.select(train_split, arrays)
   evaluation = splits_lib.select(eval_split, arrays)
+  shared = splits_lib.shared_examples(train_split, eval_split,
+                                      {k: len(v) for k, v in arrays.items()})
+  if shared:
+    log.warning("train_split=%r and eval_split=%r share %d examples: the model is "
+                "evaluated on digits it trains on.", train_split, eval_split, shared)
   for name, x in (("train", train), ("eval", evaluation)):
     if x.dtype != np.uint8 or x.shape[1:] != spec.image_shape:
       raise formats.DataFormatError(

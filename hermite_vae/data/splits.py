@@ -18,6 +18,24 @@ def split_names(spec: str) -> list[str]:
   return [part.split("[")[0].strip() for part in spec.split("+")]
 
 
+def _ranges(spec: str, sizes: dict[str, int]):
+  from tensorflow_datasets.core import splits as tfds_splits  # pylint: disable=g-import-not-at-top
+  infos = {k: types.SimpleNamespace(num_examples=v) for k, v in sizes.items()}
+  return [(a.splitname, a.from_ or 0, sizes[a.splitname] if a.to is None else a.to)
+          for a in tfds_splits.ReadInstruction.from_spec(spec).to_absolute(infos)]
+
+
+def shared_examples(spec_a: str, spec_b: str, sizes: dict[str, int]) -> int:
+  """How many examples the two split specs both select (``sizes``: each base split's
+  number of examples)."""
+  shared = 0
+  for name_a, lo_a, hi_a in _ranges(spec_a, sizes):
+    for name_b, lo_b, hi_b in _ranges(spec_b, sizes):
+      if name_a == name_b:
+        shared += max(0, min(hi_a, hi_b) - max(lo_a, lo_b))
+  return shared
+
+
 def select(spec: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
   """Applies a TFDS split spec to full splits held in memory."""
   from tensorflow_datasets.core import splits as tfds_splits  # pylint: disable=g-import-not-at-top
