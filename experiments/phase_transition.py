@@ -67,7 +67,8 @@ def parse_dataset(spec: str, base):
 
 
 def _row(result, name, rho, n=None):
-  row = {"dataset": name, "rho": float(rho), "seed": result["seed"],
+  # The data the run actually trained on (a fallback to the embedded digits says so).
+  row = {"dataset": result.get("data_used", name), "rho": float(rho), "seed": result["seed"],
          "workdir": result["workdir"]}
   if n is not None:
     row["num_ou_samples"] = int(n)

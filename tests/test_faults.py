@@ -271,3 +271,16 @@ def test_tools_use_the_splits_the_run_used_and_need_a_checkpoint(tmp_path, monke
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     workdir_lib.restore_params(missing, config, 784)
   assert not os.path.exists(missing)   # nothing created
+
+
+def test_a_sweep_names_the_data_a_fallback_trained_on(tmp_path, monkeypatch, caplog):
+  """Bug caught: sweep tables and legends name the requested dataset while every run
+  trained on the embedded digits."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  from lab import sweeps  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sources, "network_reachable", lambda timeout=3.0: False)
+  with caplog.at_level(logging.WARNING):
+    [result] = sweeps.train_seeds(_cfg(dataset="mnist", data_source="auto", num_train_steps=2,
+                                       eval_every=2), str(tmp_path), [0])
+  assert result["data_used"] == "mnist_embedded (fallback for mnist)"
+  assert "not the requested mnist" in caplog.text

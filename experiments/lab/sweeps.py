@@ -363,12 +363,29 @@ def seed_jobs(config, root: str, seeds: Sequence[int]) -> list[tuple]:
   return jobs
 
 
+def data_used(workdir: str, requested: str) -> str:
+  """The dataset a run actually trained on, as tables and legends should name it:
+  ``requested``, or e.g. ``mnist_embedded (fallback for binarized_mnist)`` when it fell
+  back to the embedded digits (warned in the sweep's own log too)."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      used = json.load(f)["data"]
+  except (OSError, KeyError, ValueError):
+    return requested
+  if used.get("data_used", requested) == requested:
+    return requested
+  log.warning("%s trained on %s, not the requested %s (data fallback: %s)", workdir,
+              used["data_used"], requested, used.get("warning") or used.get("source"))
+  return f"{used['data_used']} (fallback for {requested})"
+
+
 def with_seeds(jobs: Sequence[tuple], results: Sequence[dict]) -> list[dict]:
-  """Each result with its job's ``seed`` and ``workdir`` added."""
+  """Each result with its job's ``seed``, ``workdir`` and ``data_used`` (the dataset the
+  run actually trained on, :func:`data_used`) added."""
   out = []
   for (c, workdir), result in zip(jobs, results):
     r = dict(result)
-    r.update(seed=int(c.seed), workdir=workdir)
+    r.update(seed=int(c.seed), workdir=workdir, data_used=data_used(workdir, c.dataset))
     out.append(r)
   return out
 
