@@ -24,6 +24,8 @@ import numpy as np
 
 from hermite_vae import config_lib, evaluation, metrics_io, train
 
+from .fmt import fmt_mean_sd, mean_sd  # noqa: F401  pylint: disable=unused-import
+
 log = logging.getLogger(__name__)
 
 FINAL = "final_eval.json"
@@ -396,19 +398,6 @@ def train_seeds(config, root: str, seeds: Sequence[int], parallel: int = 1) -> l
   and ``workdir`` added."""
   jobs = seed_jobs(config, root, seeds)
   return with_seeds(jobs, train_many(jobs, parallel))
-
-
-def mean_sd(values) -> tuple[float, float]:
-  """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
-  v = np.asarray(values, dtype=float)
-  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
-
-
-def fmt_mean_sd(values, digits: int = 1) -> str:
-  """'m ± sd (v1, v2, v3)': the mean, the sample sd and every seed's value."""
-  m, s = mean_sd(values)
-  each = ", ".join(f"{float(v):.{digits}f}" for v in values)
-  return f"{m:.{digits}f} ± {s:.{digits}f} ({each})"
 
 
 def seeds_informative_above_z1(results: Sequence[dict]) -> tuple[int, int]:
