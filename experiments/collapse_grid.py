@@ -2,12 +2,12 @@
 active units (x-based and conditional).
 
 Paper budget: ``--config.num_train_steps=100000``. Reduced budget (< 1 hour on 2 CPU
-cores, real MNIST test set):
+cores), MNIST from ``mnist.pkl.gz`` (docs/data.md says how to extract it to
+/tmp/mnist_pkl; ``--config.data_source=embedded`` needs nothing):
 
     python experiments/collapse_grid.py --workdir=/tmp/grid --config=configs/mnist_mlp.py \
-      --config.dataset=mnist --config.data_source=files \
-      --config.data_dir=../shared/data/mnist --config.train_split='test[:9000]' \
-      --config.eval_split='test[9000:]' --config.num_train_steps=2000 \
+      --config.dataset=binarized_mnist --config.data_source=files \
+      --config.data_dir=/tmp/mnist_pkl --config.num_train_steps=2000 \
       --config.eval_max_examples=1000 --depths=2,3,4 --widths=10,40
 
 Each layer gets ``hidden_width`` deterministic units. ``--seeds=0,1,2``: one run per cell

@@ -7,7 +7,7 @@ L_K, reconstruction, KL per layer, both active-unit counts, I(x; z_i), bits/dim.
 """
 import os
 
-from absl import app, flags  # pylint: disable=g-multiple-import
+from absl import app, flags, logging  # pylint: disable=g-multiple-import
 from lab.workdir_eval import evaluate_workdir
 
 flags.DEFINE_string("workdir", None, "A training workdir (config.json + checkpoints/).")
@@ -19,6 +19,7 @@ flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N examples (0: 
 flags.DEFINE_integer("au_samples", 100, "Sample paths for E_q[z_i|x] (active units).")
 flags.DEFINE_integer("mi_paths", 10, "Sample paths for q(z_i|x) in the I(x; z_i) estimate.")
 flags.DEFINE_integer("seed", 0, "Evaluation randomness.")
+flags.DEFINE_bool("verbose", False, "Show the INFO logs of orbax and the other libraries.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -43,6 +44,7 @@ def format_table(result: dict) -> str:
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
   result = evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.num_importance_samples, FLAGS.batch_size,
                FLAGS.chunk, FLAGS.max_examples, FLAGS.au_samples, FLAGS.mi_paths, FLAGS.seed)
   print(format_table(result))

@@ -1,11 +1,12 @@
 """Initialization study: for each initialization (``config.initialization``), model shape
 and method, the initial KL per layer and the outcome of training (ELBO, KL per layer,
-x-based active units, I(x; z_i)) over several seeds.
+x-based active units, I(x; z_i)) over several seeds. MNIST from ``mnist.pkl.gz``
+(docs/data.md says how to extract it to /tmp/mnist_pkl; ``--config.data_source=embedded``
+needs nothing):
 
     python experiments/init_study.py --workdir=/tmp/init --config=configs/mnist_mlp.py \
-      --config.dataset=mnist --config.data_source=files \
-      --config.data_dir=../shared/data/mnist --config.train_split='test[:9000]' \
-      --config.eval_split='test[9000:]' --config.eval_max_examples=1000 \
+      --config.dataset=binarized_mnist --config.data_source=files \
+      --config.data_dir=/tmp/mnist_pkl --config.eval_max_examples=1000 \
       --inits=zero_heads,lecun_normal,torch --seeds=0,1,2 \
       --cells=200x3:vae:3000,40x4:vae:8000,40x4:hvae:8000
 

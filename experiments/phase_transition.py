@@ -3,12 +3,13 @@ plot top-layer KL, both active-unit counts, I(x; z_i) and the ELBO against rho, 
 estimate the critical rho of each curve.
 
 Paper budget (default): 100k steps per rho, rho in {0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1}.
-Reduced budget (< 1 hour on 2 CPU cores), real MNIST test set as data:
+Reduced budget (< 1 hour on 2 CPU cores), MNIST from ``mnist.pkl.gz`` (docs/data.md says
+how to extract it to /tmp/mnist_pkl; ``--datasets=mnist_embedded`` needs nothing):
 
     python experiments/phase_transition.py --workdir=/tmp/phase \
       --config=configs/mnist_mlp.py --config.num_train_steps=3000 \
       --config.eval_max_examples=1000 --rhos=0.5,0.7,0.8,0.9,0.95,1.0 \
-      --datasets='mnist|../shared/data/mnist|test[:9000]|test[9000:]'
+      --datasets='binarized_mnist|/tmp/mnist_pkl'
 
 ``--datasets`` overlays several datasets (``name|data_dir|train_split|eval_split``, the
 last three optional). ``--refine_rounds=R`` adds ``--refine_points`` rhos inside the

@@ -40,6 +40,7 @@ flags.DEFINE_integer("min_share_units", 2, "Units with an x-explained share >= t
                      "x_share_threshold that make a layer informative about x.")
 flags.DEFINE_integer("gap_draws", 32, "Draws of the surrogate-gap estimate (hvae runs).")
 flags.DEFINE_integer("seed", 0, "Randomness of the estimates.")
+flags.DEFINE_bool("verbose", False, "Show the INFO logs of orbax and the other libraries.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -185,7 +186,7 @@ def build_report(workdir, out_dir):
 
 def main(argv):
   del argv
-  absl_logging.set_verbosity(absl_logging.WARNING)
+  absl_logging.set_verbosity(absl_logging.INFO if FLAGS.verbose else absl_logging.WARNING)
   path = build_report(FLAGS.workdir, FLAGS.out_dir or os.path.join(FLAGS.workdir, "report"))
   print(f"wrote {path}")
 

@@ -8,7 +8,7 @@ Reconstructions: evaluation images (odd rows) and the same for z ~ q(z|x) (even 
 """
 import os
 
-from absl import app, flags  # pylint: disable=g-multiple-import
+from absl import app, flags, logging  # pylint: disable=g-multiple-import
 import jax
 import numpy as np
 
@@ -21,12 +21,14 @@ flags.DEFINE_string("workdir", None, "A training workdir.")
 flags.DEFINE_string("out_dir", "", "Where to write samples.png, reconstructions.png.")
 flags.DEFINE_integer("num", 50, "Images per grid.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_bool("verbose", False, "Show the INFO logs of orbax and the other libraries.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
   workdir_lib.require_trained(FLAGS.workdir)
   out_dir = FLAGS.out_dir or FLAGS.workdir
   os.makedirs(out_dir, exist_ok=True)

@@ -96,7 +96,8 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 class Progress:
-  """A tqdm bar (or plain log lines) with steps/s and ETA."""
+  """A tqdm bar (or plain log lines) with steps/s and ETA. :meth:`advance` moves the bar
+  after every dispatch; :meth:`update` also logs a line (at each log step)."""
 
   def __init__(self, total: int, initial: int, bar: bool):
     self.total, self.start_step, self.t0 = total, initial, time.time()
@@ -105,6 +106,12 @@ class Progress:
       from tqdm import tqdm  # pylint: disable=g-import-not-at-top
       self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
     self._last = initial
+
+  def advance(self, step: int) -> None:
+    """Moves the bar to ``step`` (no log line)."""
+    if self._bar is not None:
+      self._bar.update(step - self._last)
+      self._last = step
 
   def update(self, step: int, summary: str) -> None:
     done = step - self.start_step

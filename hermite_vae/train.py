@@ -329,6 +329,11 @@ def _train_and_evaluate(config, workdir, is_chief):
       state, metrics = steps_fn(state, xs, train_key)
       pending.append(metrics)
       done += k
+      if done - k == start_step:   # the first dispatch includes tracing and compiling
+        jax.block_until_ready(metrics)
+        log.info("step %d: first dispatch of %d steps, compile included, took %.1f s",
+                 done, k, time.time() - t_last)
+      progress.advance(done)
       if done % config.log_every == 0 or done == config.num_train_steps:
         skipped = _check_finite(state, config.skip_nonfinite)
         host = jax.device_get(pending)

@@ -36,7 +36,9 @@ def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=
       mi_paths=mi_paths, share_threshold=config.x_share_threshold)
   result.update(seconds=time.time() - t0, step=step, split=split or loaded.info["eval_split"],
                 data=loaded.info, device=str(jax.devices()[0].platform))
-  name = re.sub(r"[^A-Za-z0-9_.-]+", "_", result["split"])
+  # 'test' -> eval_test.json, 'train[4500:]' -> eval_train_4500-.json
+  name = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.:-]", "_", result["split"]).replace(":", "-"))
+  name = name.strip("_")
   with open(os.path.join(workdir, f"eval_{name}.json"), "w") as f:
     json.dump(result, f, indent=2, default=str)
   return result
