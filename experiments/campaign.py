@@ -42,7 +42,7 @@ flags.DEFINE_string("data_dir", "", "config.data_dir of every run.")
 flags.DEFINE_string("out_dir", "docs/runs", "Where the summaries are read and written.")
 flags.DEFINE_float("hours", 1e9, "Start a run only if it is expected to end within this "
                    "many hours of the campaign's start.")
-flags.DEFINE_integer("parallel", 0, "Runs at once (0: one per CPU core, lab/sweeps).")
+sweeps.define_parallel_flag()
 flags.DEFINE_bool("commit", False, "git-commit each run's summary as it is written.")
 flags.DEFINE_bool("dry_run", False, "Print each run's state and expected minutes; train "
                   "nothing.")

@@ -32,8 +32,7 @@ flags.DEFINE_list("widths", ["10", "20", "40", "80"], "Latent units per layer.")
 flags.DEFINE_list("methods", ["vae", "hvae"], "Training methods.")
 flags.DEFINE_integer("hidden_width", 200, "Deterministic units per layer.")
 flags.DEFINE_list("seeds", ["0"], "Seeds: one run per cell and seed.")
-flags.DEFINE_integer("parallel", 0, "Trainings at once, one process each; 0: one per "
-                     "CPU core on a CPU, 1 on an accelerator (lab/sweeps.resolve_parallel).")
+sweeps.define_parallel_flag()
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 

@@ -46,8 +46,7 @@ flags.DEFINE_list("seeds", ["0"], "Seeds: one workdir each (<workdir>/<method>/s
 flags.DEFINE_list("kl_warmup", [], "start,steps for +kl presets (default 10000,500000).")
 flags.DEFINE_integer("num_importance_samples", 100, "K of the reported bound (paper: L100).")
 flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N validation examples.")
-flags.DEFINE_integer("parallel", 0, "Trainings at once, one process each; 0: one per "
-                     "CPU core on a CPU, 1 on an accelerator (lab/sweeps.resolve_parallel).")
+sweeps.define_parallel_flag()
 flags.DEFINE_bool("train_only", False, "Train (or resume) every run, skip the table.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS

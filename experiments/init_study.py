@@ -38,8 +38,7 @@ flags.DEFINE_list("inits", list(layers.INITS), f"Initializations from {layers.IN
 flags.DEFINE_list("cells", ["200x3:vae:3000", "40x4:vae:8000", "40x4:hvae:8000"],
                   "width x depth : method preset : steps.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (one workdir each).")
-flags.DEFINE_integer("parallel", 0, "Trainings at once, one process each; 0: one per "
-                     "CPU core on a CPU, 1 on an accelerator (lab/sweeps.resolve_parallel).")
+sweeps.define_parallel_flag()
 flags.DEFINE_integer("initial_kl_examples", 500, "Eval examples for the initial KL.")
 flags.DEFINE_string("table", "init_study", "Name of the output files (<table>.csv/json/md).")
 flags.DEFINE_bool("reevaluate", False, "Evaluate every run's final checkpoint again with "

@@ -48,8 +48,7 @@ flags.DEFINE_list("seeds", ["0"], "Seeds: one model per (rho, seed).")
 flags.DEFINE_list("num_ou_samples", [], "OU sample counts n: one model per (n, rho, seed). "
                   "Empty: the config's num_ou_samples, without an n level in the workdirs.")
 flags.DEFINE_bool("vae", False, "Also train the VAE (kappa = 0) per seed.")
-flags.DEFINE_integer("parallel", 0, "Trainings at once, one process each; 0: one per "
-                     "CPU core on a CPU, 1 on an accelerator (lab/sweeps.resolve_parallel).")
+sweeps.define_parallel_flag()
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 

@@ -103,10 +103,10 @@ def _moments(model, params, x, keys, layer, rho, num_ou_samples, gradient, chunk
 
   def loss(sub, key):
     full = dict(params, **{name: sub}) if name else sub
-    terms = objectives.layer_terms(model, full, x, key, smoothing)
+    sample = objectives.layer_terms(model, full, x, key, smoothing)
     if name:
-      return jnp.mean(terms.kl[layer])
-    return -jnp.mean(terms.elbo)
+      return jnp.mean(sample.kl[layer])
+    return -jnp.mean(sample.elbo)
 
   target = params[name] if name else params
   grad = jax.grad(loss)

@@ -158,8 +158,8 @@ def loss_and_metrics(params, model, x, key, step, cfg):
     keys = jax.random.split(key, cfg.num_iw_samples)
 
     def one_sample(k):
-      terms = layer_terms(model, params, x, k)
-      return terms.log_weight, terms.log_px, terms.kl
+      sample = layer_terms(model, params, x, k)
+      return sample.log_weight, sample.log_px, sample.kl
 
     log_w, log_px, kl = jax.vmap(one_sample)(keys)            # [K, B], [K, B], [K, L, B]
     bound = iw_bound(log_w)                                   # [B]
@@ -174,8 +174,8 @@ def loss_and_metrics(params, model, x, key, step, cfg):
       smoothing = Smoothing(rho, cfg.num_ou_samples, cfg.smooth_target, cfg.ou_sequential,
                             cfg.hvae_gradient, cfg.ou_chain_layers)
       extra["rho"] = rho
-    terms = layer_terms(model, params, x, key, smoothing)
-    log_px, kl = terms.log_px, terms.kl
+    sample = layer_terms(model, params, x, key, smoothing)
+    log_px, kl = sample.log_px, sample.kl
     kl_mean = jnp.mean(kl, axis=1)
     beta = kl_weight(step, cfg.kl_warmup_start, cfg.kl_warmup_steps)
     loss = -(jnp.mean(log_px) - beta * jnp.sum(free_bits_kl(kl_mean, cfg.free_bits, cfg.free_bits_layers)))

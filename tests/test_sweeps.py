@@ -123,7 +123,7 @@ def test_stopping_a_sweep_stops_its_workers_and_starts_no_other(tmp_path, sig):
   parent.send_signal(getattr(signal, sig))
   parent.communicate(timeout=90)
   assert parent.returncode != 0
-  left = subprocess.run(["pgrep", "-f", f"run_one.py {tmp_path}"], capture_output=True,
+  left = subprocess.run(["pgrep", "-f", f"run_one {tmp_path}"], capture_output=True,
                         text=True).stdout.split()
   assert not left, f"workers left running: {left}"
   assert not (tmp_path / "seed_2" / "config.json").exists()   # the queued run never began

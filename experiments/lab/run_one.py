@@ -1,17 +1,16 @@
-"""One training of a parallel sweep, in its own process: ``python run_one.py WORKDIR``
-trains the config that ``sweeps.train_many`` wrote to ``WORKDIR/requested_config.json``
-through ``sweeps.train_or_collect`` (resumable, the same files as an in-process run)."""
+"""One training of a parallel sweep, in its own process:
+``python -m experiments.lab.run_one WORKDIR`` (the repository root on ``PYTHONPATH``,
+which ``sweeps.run_worker`` sets) trains the config that ``sweeps.train_many`` wrote to
+``WORKDIR/requested_config.json`` through ``sweeps.train_or_collect`` (resumable, the
+same files as an in-process run)."""
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from absl import logging
 
-from absl import logging  # noqa: E402  pylint: disable=wrong-import-position
-
-from hermite_vae import config_lib  # noqa: E402  pylint: disable=wrong-import-position
-from lab import sweeps  # noqa: E402  pylint: disable=wrong-import-position
+from experiments.lab import sweeps
+from hermite_vae import config_lib
 
 
 def main(workdir: str) -> None:

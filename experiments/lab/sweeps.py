@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 
 FINAL = "final_eval.json"
 REQUEST = "requested_config.json"   # what a parallel sweep asks its worker process to train
-RUN_ONE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_one.py")
+# The repository root: put on a worker's PYTHONPATH so that ``-m experiments.lab.run_one``
+# imports this checkout (and its hermite_vae) from any working directory.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN_ONE = "experiments.lab.run_one"
 
 
 def method_config(base, spec: str):
@@ -185,6 +188,14 @@ def _cpu_sets(parallel: int) -> list:
   return [cpus[i * per:(i + 1) * per] for i in range(parallel)]
 
 
+def define_parallel_flag():
+  """The ``--parallel`` flag of every sweep script (read it with :func:`resolve_parallel`)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_integer("parallel", 0, "Trainings at once, one process each; 0: one per CPU "
+                       "core on a CPU, 1 on an accelerator (lab/sweeps.resolve_parallel).",
+                       module_name=sys.argv[0])   # listed by the script's own --help
+
+
 def resolve_parallel(parallel: int) -> int:
   """``--parallel``: 0 (the default) means one training per CPU core, each pinned to its
   core, when JAX runs on the CPU (the fastest way to run a sweep there:
@@ -267,7 +278,10 @@ def run_worker(config, workdir: str, cpus=None, env=None, workers=None) -> int:
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, REQUEST), "w") as f:
     f.write(config.to_json_best_effort())
-  cmd = [sys.executable, RUN_ONE, workdir]
+  cmd = [sys.executable, "-m", RUN_ONE, workdir]
+  env = dict(os.environ if env is None else env)
+  env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(
+      os.pathsep) if p])
   if cpus:
     cmd = ["taskset", "-c", ",".join(map(str, cpus))] + cmd
   workers = workers or Workers()

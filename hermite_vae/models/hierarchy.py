@@ -84,14 +84,10 @@ class LayerwiseHierarchy(nn.Module):
 
   def bound_layers(self) -> terms.Layers:
     """This module's layers as ``terms.Layers`` (inside ``apply``)."""
-    with_context = lambda f: (lambda *a, context=None: f(*a) if context is None
-                              else f(*a, context))
-    generate, decode = with_context(self.generate_layer), with_context(self.decode)
     contexts = lambda zs: (generator_contexts(self.top_down_states(zs))
                            if has_skips(self) else [None] * len(zs))
-    return terms.Layers(encode=self.encode_layer,
-                        generate=lambda i, h, c: generate(i, h, context=c),
-                        decode=lambda z, c: decode(z, context=c), contexts=contexts,
+    return terms.Layers(encode=self.encode_layer, generate=self.generate_layer,
+                        decode=self.decode, contexts=contexts,
                         likelihood=self.likelihood, num_layers=self.num_layers)
 
 
@@ -145,7 +141,10 @@ def applied_layers(model, params) -> terms.Layers:
 
 
 def encode_path(model, params, x, key):
-  """One posterior sample path. Returns [(z_i, loc_i, scale_i)] bottom to top."""
+  """One posterior sample path, z_i drawn with ``fold_in(key, i)``. Returns
+  [(z_i, loc_i, scale_i)] bottom to top. ``objectives.layer_terms(..., key)`` splits its
+  key first (``rng.terms_keys``: path and OU keys), so the path it scores is
+  ``encode_path(model, params, x, rng.terms_keys(key)[0])``, not this one of ``key``."""
   variables = {"params": params}
   encode = lambda i, h: model.apply(variables, i, h, method=model.encode_layer)
   return terms.sample_path(encode, len(model.latent_dims), x, key)
