@@ -19,11 +19,11 @@ import os
 import sys
 
 try:  # imported as experiments.tables
-  from .docs_tables import campaign, common, figures as drawing, legacy, performance, rho_n
-  from .docs_tables import render as markdown
+  from .docs_tables import campaign, common, figures as drawing, legacy, mnist, performance
+  from .docs_tables import render as markdown, rho_n
 except ImportError:  # run as python experiments/tables.py: experiments/ is sys.path[0]
-  from docs_tables import campaign, common, figures as drawing, legacy, performance, rho_n
-  from docs_tables import render as markdown
+  from docs_tables import campaign, common, figures as drawing, legacy, mnist, performance
+  from docs_tables import render as markdown, rho_n
 
 ROOT, RUNS, DATA = common.ROOT, common.RUNS, common.DATA
 PAGES = [os.path.join(ROOT, "docs", "results.md"), os.path.join(ROOT, "docs", "performance.md")]
@@ -64,6 +64,14 @@ TABLES = {
     "campaign_table": lambda: campaign_table(campaign.runs()),
     "campaign_vs_vae": lambda: campaign_vs_vae(campaign.runs()),
     "campaign_stability": lambda: campaign_stability(campaign.runs()),
+    "campaign_interval": lambda: campaign.campaign_interval(campaign.runs()),
+    "rho_n_vs_pooled": lambda: rho_n.pooled_bound_table(load("rho_n_grid")),
+    "rho_n_2_table": lambda: rho_n.n_table(2),
+    "rho_n_2_prediction": lambda: prediction_text(2),
+    "rho_n_3_table": lambda: rho_n.n_table(3),
+    "rho_n_3_prediction": lambda: prediction_text(3),
+    "mnist_table": mnist.table,
+    "mnist_paired": mnist.paired,
 }
 
 

@@ -219,6 +219,16 @@ def prediction_text(n: int) -> str:
            f"κ_c = {fit['kappa_c']:.4f}, so the seed-mean top-layer KL of n = {n} crosses "
            f"the fit's midpoint, {pred['midpoint_top_kl']:.2f} nats, at "
            f"**ρ_c = {pred['rho_c_predicted']:.3f}**."]
+  rivals = {"κ law": pred["rho_c_predicted"]}
+  if "rho_c_linear_law" in pred:
+    rivals.update({"linear law (1 − ρ)(1 − 1/n)": pred["rho_c_linear_law"],
+                   "n-independent ρ_c": pred["rho_c_n_independent"]})
+    lines.append(
+        f"Recorded with it, the rival hypotheses: the linear law, the same fit in "
+        f"(1 − ρ)(1 − 1/n), predicts ρ_c = {pred['rho_c_linear_law']:.3f}; an "
+        f"n-independent ρ_c, the mean of the n ≥ 5 cells' crossings ("
+        + ", ".join(f"n = {m}: {r:.3f}" for m, r in pred["n_independent_from"].items())
+        + f"), predicts ρ_c = {pred['rho_c_n_independent']:.3f}.")
   runs = common.load("rho_n_grid") + common.load(f"rho_n_{n}")
   rho_c, at = measured_rho_c(runs, n, pred["midpoint_top_kl"])
   if at:
@@ -229,4 +239,41 @@ def prediction_text(n: int) -> str:
                   f"**ρ = {rho_c:.3f}** (linear interpolation between the cells)."
                   if rho_c is not None else "the curve does not cross the midpoint "
                   "within the measured ρ."))
+    if rho_c is not None and len(rivals) > 1:
+      below = max(r for r, y in at if r <= rho_c)
+      above = min(r for r, y in at if r >= rho_c)
+      near = min(rivals, key=lambda k: abs(rivals[k] - rho_c))
+      lines.append("")
+      lines.append(
+          f"Against the predictions (bracket of cells [{below:g}, {above:g}]): " +
+          "; ".join(f"{k} {v:.3f} ({v - rho_c:+.3f})" for k, v in rivals.items()) +
+          f". Closest: the {near}." +
+          (" The n-independent prediction lies outside the bracket."
+           if not below <= rivals["n-independent ρ_c"] <= above else ""))
   return "\n".join(lines) + "\n"
+
+
+def pooled_bound_table(runs) -> str:
+  """Each n > 1 cell's L100 against the pooled VAE-equivalent runs (the VAE and every
+  n = 1 cell, which train like the VAE: docs/theory.md): Welch's t and p, and whether p
+  is below 0.05 / (number of cells) (Bonferroni). The n > 1 cells lose their seed
+  correlation with the VAE, so this, not the same-seed difference, is the fair band."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  pool = [r["iw_bound_k100"] for r in runs
+          if r["config"]["method"] == "vae" or int(r["config"]["num_ou_samples"]) == 1]
+  grid = {k: v for k, v in cells(runs).items() if k[0] > 1}
+  if len(pool) < 2 or not grid:
+    return "Not enough runs for the pooled comparison.\n"
+  rows = []
+  for (n, rho), at in grid.items():
+    values = [r["iw_bound_k100"] for r in at]
+    test = stats.ttest_ind(values, pool, equal_var=False)
+    rows.append([f"n = {n}, ρ = {rho:g}", ", ".join(f"{v:.1f}" for v in values),
+                 f"{np.mean(values):.1f}", f"{np.mean(values) - np.mean(pool):+.1f}",
+                 f"{test.statistic:.2f}", f"{test.pvalue:.2g}",
+                 "yes" if test.pvalue < 0.05 / len(grid) else "no"])
+  head = (f"Pooled VAE-equivalent runs (the VAE and every n = 1 cell, {len(pool)} runs): "
+          f"L100 {np.mean(pool):.1f} ± {np.std(pool, ddof=1):.1f}.\n\n")
+  return head + table(
+      ["cell", "L100 per seed", "mean", "− pooled mean", "Welch t", "p",
+       f"p < 0.05/{len(grid)}"], rows)
