@@ -28,9 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hermite_vae import objectives
+from hermite_vae import objectives, ou, rng
 from hermite_vae.models import hierarchy, layers, terms
-from hermite_vae.ou import correlated_samples, kappa
+from hermite_vae.ou import kappa
 
 
 # ------------------------------------------------------------ surrogate gap
@@ -42,7 +42,8 @@ def _gap_draws(model, params, x, keys, rho, num_ou_samples, smooth_target):
   variables = {"params": params}
 
   def one(key):
-    path_key, ou_key = jax.random.split(key)
+    # The keys a training step's terms use (rng.terms_keys, rng.ou_layer_key).
+    path_key, ou_key = rng.terms_keys(key)
     path = hierarchy.encode_path(model, params, x, path_key)
     contexts = hierarchy.path_contexts(model, params, path)
     gaps = []
@@ -50,16 +51,17 @@ def _gap_draws(model, params, x, keys, rho, num_ou_samples, smooth_target):
       z = path[i][0]
       z_above, loc, scale = path[i + 1]
       gen = lambda h, i=i: hierarchy.generate(model, variables, i, h, contexts[i])
-      original = layers.gaussian_log_prob(z, *gen(z_above))
-      points = correlated_samples(jax.random.fold_in(ou_key, i), z_above, rho,
-                                  num_ou_samples, loc, scale)      # [n, B, d]
-      mus, sigmas = jax.vmap(gen)(points)
-      if smooth_target == "ratio":
-        smoothed = layers.gaussian_log_prob_ratio(z, jnp.mean(mus / sigmas, 0),
-                                                  jnp.mean(sigmas, 0))
+      if smooth_target == "ratio":   # U of (mu / sigma, sigma), the natural-form density
+        def fn(h, gen=gen):
+          mu, sigma = gen(h)
+          return mu / sigma, sigma
+        log_prob = layers.gaussian_log_prob_ratio
       else:
-        smoothed = layers.gaussian_log_prob(z, jnp.mean(mus, 0), jnp.mean(sigmas, 0))
-      gaps.append(jnp.mean(smoothed - original))
+        fn, log_prob = gen, layers.gaussian_log_prob
+      u = ou.ou_expectation(fn, rho, num_ou_samples)(rng.ou_layer_key(ou_key, i), z_above,
+                                                      loc, scale)
+      smoothed = log_prob(z, *u)
+      gaps.append(jnp.mean(smoothed - layers.gaussian_log_prob(z, *gen(z_above))))
     return jnp.stack(gaps)
 
   return jax.lax.map(one, keys)
