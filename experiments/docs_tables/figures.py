@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from . import campaign, common, rho_n
+from . import campaign, common, mnist, rho_n
 
 FIGURES = os.path.join(common.ROOT, "docs", "figures")
 
@@ -25,7 +25,7 @@ def figures(out_dir: str = FIGURES) -> None:
   campaign's curves (if a campaign run exists); returns nothing."""
   plots = _plots()
   os.makedirs(out_dir, exist_ok=True)
-  runs = rho_n.fitted_runs()
+  runs = rho_n.all_runs()
   if runs:
     rows = []
     for r in runs:
@@ -37,18 +37,30 @@ def figures(out_dir: str = FIGURES) -> None:
                        title="4 x 40 MLP, 8,000 steps, 9k MNIST digits, 3 seeds")
   summaries = campaign.runs()
   if summaries:
-    colours = ["tab:gray", "tab:red", "tab:blue", "tab:green"]
-    styles = ["-", "--", ":"]
-    curves = {}
-    for m, (label, at) in enumerate(campaign.by_method(summaries).items()):
-      for r in at:
-        ev = sorted(r["trainer_evals"], key=lambda e: e["step"])
-        steps = np.array([e["step"] for e in ev])
-        curves[f"{label}, seed {r['seed']}"] = {
-            "elbo": (steps, np.array([e["elbo_nats"] for e in ev])),
-            "top_kl": (steps, np.array([e["kl_per_layer_nats"][-1] for e in ev])),
-            "style": {"color": colours[m % len(colours)],
-                      "linestyle": styles[r["seed"] % len(styles)], "marker": "."}}
-    plots.training_curves(
-        curves, os.path.join(out_dir, "fashion_mnist_100k_curves.png"),
-        title="Fashion-MNIST, 4 x 40 MLP: validation (1,000 images) every 10,000 steps")
+    _curves(plots, campaign.by_method(summaries),
+            os.path.join(out_dir, "fashion_mnist_100k_curves.png"),
+            "Fashion-MNIST, 4 x 40 MLP: validation (1,000 images) every 10,000 steps")
+  by_name = mnist.runs()
+  if by_name:
+    _curves(plots, {mnist.LABELS.get(k, k): v for k, v in by_name.items()},
+            os.path.join(out_dir, "mnist_100k_curves.png"),
+            "MNIST (mnist.pkl.gz), the paper's Fig. 2: validation (1,000 digits) every "
+            "10,000 steps")
+
+
+def _curves(plots, by_label, path, title):
+  """The paper's Fig. 2 for one campaign: validation ELBO and top-layer KL against steps,
+  a colour per method and a line style per seed."""
+  colours = ["tab:gray", "tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple"]
+  styles = ["-", "--", ":", "-.", (0, (1, 3))]
+  curves = {}
+  for m, (label, at) in enumerate(by_label.items()):
+    for r in at:
+      ev = sorted(r["trainer_evals"], key=lambda e: e["step"])
+      steps = np.array([e["step"] for e in ev])
+      curves[f"{label}, seed {r['seed']}"] = {
+          "elbo": (steps, np.array([e["elbo_nats"] for e in ev])),
+          "top_kl": (steps, np.array([e["kl_per_layer_nats"][-1] for e in ev])),
+          "style": {"color": colours[m % len(colours)],
+                    "linestyle": styles[r["seed"] % len(styles)], "marker": "."}}
+  plots.training_curves(curves, path, title=title)

@@ -37,6 +37,11 @@ def fitted_runs() -> list[dict]:
   return common.load("rho_n_grid") + common.load("rho_n_10")
 
 
+def all_runs() -> list[dict]:
+  """Every (rho, n) run: the fitted ones and the n = 2 / n = 3 fine grids that test them."""
+  return fitted_runs() + common.load("rho_n_2") + common.load("rho_n_3")
+
+
 def _top_kl(run) -> float:
   return run["final"]["kl_per_layer_nats"][-1]
 
