@@ -29,21 +29,24 @@ PAPER_VAE_UNITS = "1, 3, 9, 17"
 PAIRS = (("hvae", "vae"), ("hvae@rho=0.85", "vae"), ("hvae+kl@rho=0.95", "vae+kl"),
          ("t3_hvae@rho=0.95", "t3_vae+kl"), ("vae", "vae_1layer"))
 LABELS = {
-    "vae": "vae", "hvae": "hvae ρ = 0.9, n = 5", "vae_1layer": "vae, 1 layer of 40",
+    "vae": "vae", "hvae": "hvae ρ = 0.9, n = 5",
     "hvae@rho=0.85": "hvae ρ = 0.85", "vae+kl": "vae + KL annealing",
     "hvae+kl@rho=0.95": "hvae ρ = 0.95 + KL annealing",
     "hvae@kappa=0.152@n=2": "hvae κ = 0.152, n = 2", "hvae@rho=0.7": "hvae ρ = 0.7, n = 5",
     "hvae@kappa=0.408@n=2": "hvae κ = 0.408, n = 2",
     "t3_vae+kl": "Table 3: vae + KL annealing", "t3_hvae@rho=0.95": "Table 3: hvae ρ = 0.95",
+    "vae_1layer": "vae, 1 layer of 40 (baseline)",
 }
 
 
 def runs(group: str = GROUP) -> dict:
-  """{run name: [summaries sorted by seed]} in the plan's order of first appearance."""
+  """{run name: [summaries sorted by seed]}, in the order of LABELS (then by name)."""
   out = {}
   for r in common.load(group):
     out.setdefault(r["name"].rsplit("__seed_", 1)[0], []).append(r)
-  return {k: sorted(v, key=lambda r: r["seed"]) for k, v in out.items()}
+  order = list(LABELS)
+  rank = lambda name: (order.index(name) if name in order else len(order), name)
+  return {k: sorted(out[k], key=lambda r: r["seed"]) for k in sorted(out, key=rank)}
 
 
 def _l1000(r) -> float:
