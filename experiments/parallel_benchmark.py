@@ -1,6 +1,7 @@
 """Runs per hour on this machine: the same trainings one at a time in one process with
-every thread, two at once pinned to one CPU and one thread each, and two at once
-unpinned with XLA's default threads. Aggregate steps/s = steps of all runs / wall time
+every thread, one at a time pinned to one CPU with one thread (what one core does
+alone), two at once pinned to one CPU and one thread each, and two at once unpinned with
+XLA's default threads. Aggregate steps/s = steps of all runs / wall time
 (compilation and the final evaluation included, as a sweep sees them).
 
     python experiments/parallel_benchmark.py --steps=3000 --out=/tmp/parallel.json
@@ -28,6 +29,7 @@ flags.DEFINE_string("out", None, "JSON file for the results.")
 FLAGS = flags.FLAGS
 
 MODES = {"1 process, all threads": dict(parallel=1),
+         "serial, pinned to one CPU, 1 thread": "serial_pinned",
          "2 processes, pinned, 1 thread each": dict(parallel=2, pin=True),
          "2 processes, unpinned, default threads": dict(parallel=2, pin=False,
                                                          limit_threads=False)}
@@ -46,7 +48,12 @@ def main(argv):
       root = tempfile.mkdtemp()
       jobs = sweeps.seed_jobs(c, root, [0, 1])
       t0 = time.time()
-      sweeps.train_many(jobs, **kw)
+      if kw == "serial_pinned":   # one core alone: the per-core rate without a neighbour
+        for config, workdir in jobs:
+          if sweeps.run_worker(config, workdir, [0], sweeps.worker_env(1)):
+            raise RuntimeError(f"the pinned run in {workdir} failed")
+      else:
+        sweeps.train_many(jobs, **kw)
       wall = time.time() - t0
       shutil.rmtree(root)
       row = {"method": method, "mode": mode, "runs": 2, "steps": FLAGS.steps,
