@@ -66,8 +66,11 @@ class WorkdirLock:
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
-      if e.errno not in (errno.EAGAIN, errno.EACCES):
-        raise
+      if e.errno not in (errno.EAGAIN, errno.EACCES):   # e.g. ENOLCK on some NFS mounts
+        log.warning("Cannot lock %s (%s): a second training on this workdir would not be "
+                    "refused.", self.path, e)
+        f.close()
+        return
       f.seek(0)
       holder = f.read().strip() or "another process"
       f.close()
