@@ -200,9 +200,10 @@ train.train_and_evaluate(smoke.with_overrides(num_train_steps=100000, log_every=
 """
 
 
-def test_sigterm_finishes_the_pending_save_and_says_where_to_resume(tmp_path):
+@pytest.mark.parametrize("sig,name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_a_signal_finishes_the_pending_save_and_says_where_to_resume(tmp_path, sig, name):
   """Bug caught: no SIGTERM handler: the process dies at once, leaving a
-  ``*.orbax-checkpoint-tmp`` directory and no message."""
+  ``*.orbax-checkpoint-tmp`` directory and no message (Ctrl-C alike)."""
   workdir = str(tmp_path / "run")
   proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_SCRIPT.format(root=ROOT), workdir],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -213,10 +214,10 @@ def test_sigterm_finishes_the_pending_save_and_says_where_to_resume(tmp_path):
       d.isdigit() for d in os.listdir(ckpt))):
     time.sleep(0.2)
   time.sleep(0.5)
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(sig)
   out, _ = proc.communicate(timeout=60)
   assert proc.returncode != 0
-  assert "Stopped (SIGTERM) at step" in out and "resume from step" in out, out[-2000:]
+  assert f"Stopped ({name}) at step" in out and "resume from step" in out, out[-2000:]
   assert not [d for d in os.listdir(ckpt) if "tmp" in d]
 
 

@@ -44,7 +44,7 @@ from tests.test_guarantees import RESUME_CONFIG
 kill_at = int(sys.argv[2])
 original = data.TrainBatches.stack
 def stack(self, step, k, *args):
-  if kill_at and step >= kill_at:
+  if (kill_at < 0) or (kill_at and step >= kill_at):  # < 0: before the first dispatch
     os.kill(os.getpid(), signal.SIGKILL)     # no finally, no flush, no checkpoint wait
   return original(self, step, k, *args)
 data.TrainBatches.stack = stack
@@ -57,21 +57,26 @@ def RESUME_CONFIG():  # pylint: disable=invalid-name
                  steps_per_dispatch=2)
 
 
-def test_exact_resume_after_sigkill(tmp_path, caplog):
+@pytest.mark.parametrize("kill_at", [10, -1])
+def test_exact_resume_after_sigkill(tmp_path, caplog, kill_at):
+  """Killed mid-training (step 10, after the step-8 checkpoint) or before the first
+  dispatch (-1: config.json and the lock file written, nothing compiled or logged): the
+  rerun ends with the uninterrupted run's metrics, parameters and optimizer state."""
   full = str(tmp_path / "full")
   train.train_and_evaluate(RESUME_CONFIG(), full)
 
   killed = str(tmp_path / "killed")
   script = _KILL_SCRIPT.format(root=ROOT)
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  first = subprocess.run([sys.executable, "-c", script, killed, "10"], env=env,
+  first = subprocess.run([sys.executable, "-c", script, killed, str(kill_at)], env=env,
                          capture_output=True, text=True, timeout=300)
   assert first.returncode == -9, first.stderr[-2000:]           # died by SIGKILL
-  assert max(r["step"] for r in metrics_io.read_metrics(killed)) < 12
-  assert os.path.isdir(os.path.join(killed, "checkpoints", "4"))   # finalized before the kill
+  if kill_at > 0:
+    assert max(r["step"] for r in metrics_io.read_metrics(killed)) < 12
+    assert os.path.isdir(os.path.join(killed, "checkpoints", "4"))  # finalized before it
   with caplog.at_level(logging.INFO, logger="hermite_vae.train"):   # restart, in-process
     train.train_and_evaluate(RESUME_CONFIG(), killed)
-  assert "Restored checkpoint at step" in caplog.text
+  assert ("Restored checkpoint at step" in caplog.text) == (kill_at > 0)
 
   assert _strip(metrics_io.read_metrics(full)) == _strip(metrics_io.read_metrics(killed))
   _, state_full, _ = workdir_lib.restore_state(full, RESUME_CONFIG(), 784)
