@@ -19,6 +19,7 @@ flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N examples (0: 
 flags.DEFINE_integer("au_samples", 100, "Sample paths for E_q[z_i|x] (active units).")
 flags.DEFINE_integer("mi_paths", 10, "Sample paths for q(z_i|x) in the I(x; z_i) estimate.")
 flags.DEFINE_integer("seed", 0, "Evaluation randomness.")
+flags.DEFINE_string("data_dir", "", "Replaces the run's data_dir (a release has none).")
 flags.DEFINE_bool("verbose", False, "Show the INFO logs of orbax and the other libraries.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -46,7 +47,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.INFO if FLAGS.verbose else logging.WARNING)
   result = evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.num_importance_samples, FLAGS.batch_size,
-               FLAGS.chunk, FLAGS.max_examples, FLAGS.au_samples, FLAGS.mi_paths, FLAGS.seed)
+               FLAGS.chunk, FLAGS.max_examples, FLAGS.au_samples, FLAGS.mi_paths, FLAGS.seed,
+               FLAGS.data_dir)
   print(format_table(result))
 
 

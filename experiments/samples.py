@@ -21,6 +21,7 @@ flags.DEFINE_string("workdir", None, "A training workdir.")
 flags.DEFINE_string("out_dir", "", "Where to write samples.png, reconstructions.png.")
 flags.DEFINE_integer("num", 50, "Images per grid.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_string("data_dir", "", "Replaces the run's data_dir (a release has none).")
 flags.DEFINE_bool("verbose", False, "Show the INFO logs of orbax and the other libraries.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -33,6 +34,7 @@ def main(argv):
   out_dir = FLAGS.out_dir or FLAGS.workdir
   os.makedirs(out_dir, exist_ok=True)
   config = workdir_lib.load_run_config(FLAGS.workdir)
+  config.data_dir = FLAGS.data_dir or config.data_dir
   loaded = data.load_config(config)
   shape = loaded.eval.shape[1:]
   model, params, step = workdir_lib.restore_params(FLAGS.workdir, config, int(np.prod(shape)))

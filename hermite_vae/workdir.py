@@ -6,6 +6,11 @@ config it was trained with, and its restored state.
     workdir/tensorboard/     event files
     workdir/checkpoints/     orbax checkpoints of the TrainState, by step
     workdir/.lock            held (flock) by the one process training in the workdir
+
+A *release* (``experiments/release.py``) is a directory with the run's ``config.json`` and
+its parameters alone, ``params.msgpack`` (float32, ``flax.serialization``) beside
+``release.json`` (step, sha256): ``restore_params`` reads it like a workdir, so evaluation
+and sampling run on it without training.
 """
 from __future__ import annotations
 
@@ -151,10 +156,18 @@ def saved_config(workdir: str) -> dict:
     return json.load(f)["config"]
 
 
+RELEASE_PARAMS = "params.msgpack"
+
+
+def is_release(workdir: str) -> bool:
+  return os.path.exists(os.path.join(workdir, RELEASE_PARAMS))
+
+
 def require_trained(workdir: str) -> None:
-  """Raises FileNotFoundError unless ``workdir`` holds a config.json and a checkpoint
-  (what evaluating, sampling and reporting need); creates nothing."""
-  if not os.path.exists(os.path.join(workdir, "config.json")) or not has_checkpoint(workdir):
+  """Raises FileNotFoundError unless ``workdir`` holds a config.json and a checkpoint, or
+  is a release (what evaluating, sampling and reporting need); creates nothing."""
+  if not os.path.exists(os.path.join(workdir, "config.json")) or not (
+      is_release(workdir) or has_checkpoint(workdir)):
     raise FileNotFoundError(f"no checkpoint in {workdir!r}: not a trained workdir (train "
                             "one with experiments/main.py --workdir=...)")
 
@@ -199,6 +212,24 @@ def restore_state(workdir: str, config, num_pixels: int, step=None):
 
 
 def restore_params(workdir: str, config, num_pixels: int, step=None):
-  """(model, params, step) from the latest (or given) checkpoint of ``workdir``."""
+  """(model, params, step) from the latest (or given) checkpoint of ``workdir``, or from a
+  release's ``params.msgpack`` (``step`` must then be None)."""
+  if is_release(workdir):
+    import flax.serialization  # pylint: disable=g-import-not-at-top
+    if step is not None:
+      raise ValueError(f"{workdir!r} is a release of one step; step={step} cannot be chosen")
+    model = state_lib.create_model(config, num_pixels)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                            jax.numpy.zeros((1, num_pixels)), jax.random.PRNGKey(1))["params"]
+    with open(os.path.join(workdir, RELEASE_PARAMS), "rb") as f:
+      state = flax.serialization.msgpack_restore(f.read())
+    params = flax.serialization.from_state_dict(shapes, state)
+    got = jax.tree_util.tree_map(lambda a: (tuple(a.shape), str(a.dtype)), params)
+    want = jax.tree_util.tree_map(lambda a: (tuple(a.shape), str(a.dtype)), shapes)
+    if got != want:
+      raise ValueError(f"{workdir!r}: {RELEASE_PARAMS} does not fit the model of its "
+                       "config.json")
+    with open(os.path.join(workdir, "release.json")) as f:
+      return model, jax.tree_util.tree_map(jax.numpy.asarray, params), json.load(f)["step"]
   model, state, step = restore_state(workdir, config, num_pixels, step)
   return model, state.params, step

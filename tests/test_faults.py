@@ -285,3 +285,21 @@ def test_a_sweep_names_the_data_a_fallback_trained_on(tmp_path, monkeypatch, cap
                                        eval_every=2), str(tmp_path), [0])
   assert result["data_used"] == "mnist_embedded (fallback for mnist)"
   assert "not the requested mnist" in caplog.text
+
+
+def test_a_release_evaluates_like_its_workdir(tmp_path):
+  """``experiments/release.py``: parameters alone (no optimizer state) in a directory that
+  ``restore_params`` and the evaluation read like the workdir, with the same numbers."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import release  # pylint: disable=g-import-not-at-top
+  from lab.workdir_eval import evaluate_workdir  # pylint: disable=g-import-not-at-top
+  workdir, out = str(tmp_path / "run"), str(tmp_path / "release")
+  train.train_and_evaluate(_cfg(), workdir)
+  meta = release.release(workdir, out)
+  assert meta["step"] == 4 and sorted(os.listdir(out)) == [
+      "config.json", "params.msgpack", "release.json"]
+  kw = dict(num_importance_samples=5, chunk=5, max_examples=40, au_samples=4, mi_paths=0)
+  a, b = evaluate_workdir(workdir, **kw), evaluate_workdir(out, **kw)
+  for key in ("elbo_nats", "iw_bound_k5", "kl_per_layer_nats", "active_units_x"):
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-6, err_msg=key)
+  assert b["step"] == 4

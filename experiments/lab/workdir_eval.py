@@ -17,11 +17,13 @@ from hermite_vae import state as state_lib
 
 def evaluate_workdir(workdir, split="", num_importance_samples=5000, batch_size=100,
                      chunk=500,
-                     max_examples=0, au_samples=100, mi_paths=100, seed=0):
-  """Evaluates the original model of ``workdir`` on ``split`` (default: the run's
-  eval_split): ELBO, L_1, L_100, L_K, active units, I(x; z_i), bits/dim. Writes
+                     max_examples=0, au_samples=100, mi_paths=100, seed=0, data_dir=""):
+  """Evaluates the original model of ``workdir`` (a training workdir or a release) on
+  ``split`` (default: the run's eval_split): ELBO, L_1, L_100, L_K, active units,
+  I(x; z_i), bits/dim. ``data_dir`` replaces the run's (a release has none). Writes
   ``workdir/eval_<split>.json`` and returns the metrics."""
   config = workdir_lib.load_run_config(workdir)
+  config.data_dir = data_dir or config.data_dir
   split = split or config.eval_split
   loaded = data.load_config(config, split)
   images = loaded.eval
