@@ -34,6 +34,7 @@ import time
 from absl import app, flags, logging  # pylint: disable=g-multiple-import
 
 from hermite_vae import config_lib
+from hermite_vae import workdir as workdir_lib
 from lab import campaigns, sweeps
 
 flags.DEFINE_enum("plan", None, sorted(campaigns.PLANS), "Which campaign.")
@@ -91,9 +92,7 @@ def committed(plan, run, config, out_dir) -> bool:
 
 def trained_fraction(workdir: str, num_steps: int) -> float:
   """The share of ``num_steps`` that ``workdir``'s newest checkpoint holds (0 if none)."""
-  path = os.path.join(workdir, "checkpoints")
-  steps = [int(d) for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
-  return min(1.0, max(steps, default=0) / num_steps)
+  return min(1.0, max(workdir_lib.checkpoint_steps(workdir), default=0) / num_steps)
 
 
 def expected_minutes(run, workdir, num_steps) -> float:
@@ -131,7 +130,7 @@ def main(argv):
   if FLAGS.dry_run or not todo:
     return
   parallel = sweeps.resolve_parallel(FLAGS.parallel)
-  free = list(sweeps._cpu_sets(parallel))  # pylint: disable=protected-access
+  free = list(sweeps.cpu_sets(parallel))
   lock, running, failed = threading.Condition(), [], []
   workers = sweeps.Workers()
 

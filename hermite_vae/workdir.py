@@ -94,7 +94,8 @@ class WorkdirLock:
       self._file = None
 
 
-def _checkpoint_steps(workdir: str) -> list[int]:
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The finished checkpoint steps of ``workdir``, as its checkpoint manager sees them."""
   path = epath.Path(workdir) / "checkpoints"
   if not path.exists():
     return []
@@ -106,7 +107,7 @@ def _checkpoint_steps(workdir: str) -> list[int]:
 def has_checkpoint(workdir: str) -> bool:
   """Whether ``workdir/checkpoints`` holds a finished step, as the checkpoint manager sees
   it (also on ``gs://`` and other remote workdirs)."""
-  return bool(_checkpoint_steps(workdir))
+  return bool(checkpoint_steps(workdir))
 
 
 def restore_or_keep(manager: ocp.CheckpointManager, state, step=None):

@@ -141,3 +141,44 @@ def test_a_finished_run_of_another_config_is_refused(tmp_path):
   changed[0][0].rho = 0.5
   with pytest.raises(ValueError, match="config.rho=0.5"):
     sweeps.train_many(changed, parallel=1)
+
+
+def test_a_campaign_commits_each_run_and_continues_without_retraining(tmp_path):
+  """``experiments/campaign.py --plan=smoke`` into a scratch repository: each run is
+  trained, summarized and committed on its own; a rerun (another machine: an empty
+  --root) trains nothing; a summary of another config is refused, naming the key; a run
+  that does not fit --hours is left. Bugs caught: committed runs retrained; a changed
+  config reused."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  repo = tmp_path / "repo"
+  repo.mkdir()
+  git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True,
+                                  capture_output=True, text=True).stdout
+  git("init", "-q")
+  git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "0")
+  env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+             GIT_COMMITTER_EMAIL="t@t")
+  run = lambda work, *extra: subprocess.run(
+      [sys.executable, os.path.join(root, "experiments", "campaign.py"), "--plan=smoke",
+       f"--root={tmp_path / work}", f"--out_dir={repo / 'runs'}", *extra],
+      cwd=root, env=env, capture_output=True, text=True, timeout=600)
+  first = run("a", "--commit")
+  assert first.returncode == 0, first.stderr[-3000:]
+  log = git("log", "--format=%s")
+  assert "Run summary: smoke/vae__seed_0" in log and "Run summary: smoke/hvae__seed_0" in log
+  again = run("b")                                     # another machine: nothing to train
+  assert again.returncode == 0 and again.stdout.count("done     ") == 2, again.stdout
+  assert not (tmp_path / "b").exists()
+  path = repo / "runs" / "smoke" / "vae__seed_0.json"
+  summary = json.loads(path.read_text())
+  summary["run_config"]["learning_rate"] = 0.5
+  path.write_text(json.dumps(summary))
+  changed = run("c", "--dry_run")
+  assert changed.returncode != 0 and "config.learning_rate" in changed.stderr
+  path.unlink()
+  late = run("d", "--hours=0.001")                     # 3.6 s: no run fits
+  assert late.returncode == 0 and "left     vae seed 0" in late.stdout, late.stdout

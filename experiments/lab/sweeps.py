@@ -175,7 +175,7 @@ def last_error_line(log_path: str) -> str:
   return (errors or lines or [""])[-1][:300]
 
 
-def _cpu_sets(parallel: int) -> list:
+def cpu_sets(parallel: int) -> list:
   """``parallel`` disjoint sets of this process's CPUs (None where pinning is not
   possible: no ``taskset``, or fewer CPUs than workers)."""
   try:
@@ -233,8 +233,7 @@ def train_many(jobs: Sequence[tuple], parallel: int = 1, pin: bool = True,
   workers = Workers()
   todo = [i for i, r in enumerate(results) if r is None]
   slots = queue.Queue()
-  cpu_sets = _cpu_sets(parallel)
-  for cpus in cpu_sets:
+  for cpus in cpu_sets(parallel):
     slots.put(cpus)
   threads = max(1, (os.cpu_count() or parallel) // parallel)
 
