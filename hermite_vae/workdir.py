@@ -100,7 +100,7 @@ def checkpoint_steps(workdir: str) -> list[int]:
   if not path.exists():
     return []
   manager = ocp.CheckpointManager(
-      path, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+      path, options=ocp.CheckpointManagerOptions(create=False))
   return sorted(manager.all_steps())
 
 
