@@ -19,6 +19,18 @@ RUN_STREAMS = ("data", "init", "train", "eval")
 # resume under another scheme would silently change data order and step keys, so it is
 # refused. 2: ``run_keys`` (one split into the four streams); 1: before it.
 KEY_SCHEME = 2
+# Scheme 2 came in before ``x_share_threshold`` joined the config, and the scheme was
+# recorded only later: a config.json without ``key_scheme`` whose config holds that key
+# was written by a scheme-2 version; one without it, by scheme 1.
+_SCHEME_2_MARKER = "x_share_threshold"
+
+
+def saved_key_scheme(saved: dict) -> int:
+  """The key scheme of a run from its ``config.json`` contents (``{"config": ..., ...}``):
+  the recorded ``key_scheme``, else inferred from the config's keys (see above)."""
+  if "key_scheme" in saved:
+    return int(saved["key_scheme"])
+  return 2 if _SCHEME_2_MARKER in saved.get("config", {}) else 1
 
 
 def run_keys(seed: int) -> dict:

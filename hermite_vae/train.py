@@ -203,7 +203,7 @@ def _saved_run(workdir: str, config, has_checkpoint: bool):
   with open(path) as f:
     saved = json.load(f)
   config_lib.check_resume(saved["config"], config, workdir)
-  scheme = saved.get("key_scheme", 1)
+  scheme = rng.saved_key_scheme(saved)
   if scheme != rng.KEY_SCHEME:
     raise ValueError(
         f"{workdir!r} was trained under key scheme {scheme} and this version derives the "

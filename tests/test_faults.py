@@ -93,11 +93,21 @@ def test_another_key_scheme_is_refused(tmp_path):
   with open(path) as f:
     info = json.load(f)
   assert info["key_scheme"] == rng.KEY_SCHEME
-  del info["key_scheme"]   # a workdir written before the scheme was recorded
+  # A workdir written by a scheme-2 version before the scheme was recorded: inferred from
+  # its config's keys, it resumes.
+  del info["key_scheme"]
+  with open(path, "w") as f:
+    json.dump(info, f)
+  train.train_and_evaluate(_cfg(num_train_steps=6), workdir)
+  assert _steps(workdir)[-1] == 6
+  # One written before scheme 2 (its config lacks the keys added since): refused.
+  with open(path) as f:
+    info = json.load(f)
+  del info["key_scheme"], info["config"]["x_share_threshold"]
   with open(path, "w") as f:
     json.dump(info, f)
   with pytest.raises(ValueError, match="key scheme 1"):
-    train.train_and_evaluate(_cfg(num_train_steps=6), workdir)
+    train.train_and_evaluate(_cfg(num_train_steps=8), workdir)
 
 
 def test_a_longer_budget_is_refused_when_a_schedule_spans_the_run(tmp_path):
