@@ -19,6 +19,21 @@ with the fan-in of the own input alone: the library's default) or joint.
       --latent=200,200,200 --init=small_heads --steps=3000 --seed=0
     python experiments/reference/torch_vae.py --data_dir=../shared/data/mnist \
       --latent=40,40,40,40 --skips --skip_init=joint --steps=3000 --seed=0
+
+``--data=pkl`` reads ``mnist.pkl.gz`` instead (the paper's 50k / 10k / 10k; docs/data.md):
+training on its 50,000 training digits, binarized once (``--binarize=static``, a
+Bernoulli draw of the script's own, seeded by ``--binarization_seed``, not the library's)
+or at every batch (``dynamic``); ELBO and the importance-weighted L_K (``--eval_k``) on the
+first ``--eval_examples`` validation digits every ``--eval_every`` steps, on all 10,000 at
+the end, and L_K on the 10,000 test digits with ``--test_k``. The textbook choices:
+``--scale=softplus`` (scale = softplus(raw) + 1e-3, no upper bound, in place of the
+library's 3 tanh(softplus / 3) + 1e-3), ``--clip=0`` (no gradient clipping),
+``--init=torch``. ``--json`` writes the curve and the final numbers; a non-finite loss
+stops the run and is recorded there.
+
+    python experiments/reference/torch_vae.py --data=pkl --data_dir=/tmp/mnist_pkl \
+      --latent=40,40,40,40 --init=torch --scale=softplus --clip=0 --batches=epochs \
+      --binarize=static --steps=100000 --eval_every=10000 --json=ref.json
 """
 import argparse, gzip, math, os  # noqa: E401
 import numpy as np
@@ -36,14 +51,38 @@ p.add_argument("--batches", default="replacement", choices=["replacement", "epoc
                help="draw each batch with replacement, or shuffle once per epoch (the library)")
 p.add_argument("--skips", action="store_true")
 p.add_argument("--skip_init", default="zero", choices=["zero", "joint"])
+p.add_argument("--data", default="idx", choices=["idx", "pkl"],
+               help="idx: the t10k digits (9,000 train / 1,000 eval); pkl: mnist.pkl.gz")
+p.add_argument("--binarize", default="dynamic", choices=["dynamic", "static"])
+p.add_argument("--binarization_seed", type=int, default=1234)
+p.add_argument("--scale", default="bounded", choices=["bounded", "softplus"])
+p.add_argument("--clip", type=float, default=100.0, help="global-norm clip; 0: none")
+p.add_argument("--eval_every", type=int, default=0)
+p.add_argument("--eval_examples", type=int, default=1000)
+p.add_argument("--eval_k", type=int, default=100)
+p.add_argument("--test_k", type=int, default=0)
+p.add_argument("--json", default="")
 args = p.parse_args()
 torch.manual_seed(args.seed)
 rng = np.random.default_rng(args.seed)
-with gzip.open(os.path.join(args.data_dir, "t10k-images-idx3-ubyte.gz")) as f:
-  images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784) / 255.0
-train_x = torch.tensor(images[:9000], dtype=torch.float32)
-eval_x = torch.tensor(np.random.default_rng(1234).random((1000, 784)) < images[9000:],
-                      dtype=torch.float32)
+test_x = None
+if args.data == "idx":
+  with gzip.open(os.path.join(args.data_dir, "t10k-images-idx3-ubyte.gz")) as f:
+    images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784) / 255.0
+  train_x = torch.tensor(images[:9000], dtype=torch.float32)
+  eval_x = torch.tensor(np.random.default_rng(1234).random((1000, 784)) < images[9000:],
+                        dtype=torch.float32)
+else:
+  import pickle  # noqa: E402
+  with gzip.open(os.path.join(args.data_dir, "mnist.pkl.gz")) as f:
+    parts = pickle.load(f, encoding="latin1")       # ((x, y) train, validation, test)
+  draw = np.random.default_rng(args.binarization_seed)
+  # Every part binarized once with the script's own draw; the training part stays
+  # grey when binarized at every batch.
+  binary = [(draw.random(x.shape) < x).astype(np.float32) for x, _ in parts]
+  train_x = torch.tensor(binary[0] if args.binarize == "static" else parts[0][0])
+  eval_x, test_x = torch.tensor(binary[1]), torch.tensor(binary[2])
+num_train = len(train_x)
 latent = [int(v) for v in args.latent.split(",")]
 UNIT_RAW = math.log(math.expm1(3 * math.atanh((1 - 1e-3) / 3)))   # raw giving scale 1
 
@@ -87,7 +126,8 @@ class Gaussian(nn.Module):
 
   def forward(self, h, ctx=None):
     h = self.trunk(h, ctx)
-    return self.loc(h), 3 * torch.tanh(nn.functional.softplus(self.raw(h)) / 3) + 1e-3
+    raw = nn.functional.softplus(self.raw(h))
+    return self.loc(h), (raw if args.scale == "softplus" else 3 * torch.tanh(raw / 3)) + 1e-3
 
 
 def log_normal(z, loc, scale):
@@ -134,29 +174,79 @@ def elbo_terms(x):
 
 
 # ---- training (experiments/reference/cross_check.py runs only what is above this line)
+import json, time  # noqa: E401,E402
+
+
+def iw_bound(x, k, batch=100):
+  """Mean over x of log (1/k) sum_j p(x, z^j) / q(z^j | x), z^j ~ q(z | x) (nats)."""
+  total = 0.0
+  for start in range(0, len(x), batch):
+    xb = x[start:start + batch]
+    log_w = []
+    for _ in range(k):
+      log_px, kl, _ = elbo_terms(xb)     # sampled KL terms: log_w = log p(x|z) - sum kl
+      log_w.append(log_px - kl.sum(0))
+    total += (torch.logsumexp(torch.stack(log_w), 0) - math.log(k)).sum().item()
+  return total / len(x)
+
+
+def evaluate(x, k):
+  with torch.no_grad():
+    log_px, kl, _ = elbo_terms(x)
+    out = {"elbo": (log_px - kl.sum(0)).mean().item(),
+           "kl_per_layer": [round(v, 3) for v in kl.mean(1).tolist()]}
+    if k:
+      out[f"iw_k{k}"] = iw_bound(x, k)
+  return out
+
+
+record = {"args": vars(args), "curve": [], "stopped": None}
 print("parameters", sum(p.numel() for p in params))
 with torch.no_grad():
   print("initial KL per layer", [round(v, 1) for v in elbo_terms(eval_x)[1].mean(1).tolist()])
+per_epoch = num_train // 100
+start_time = time.time()
 for step in range(1, args.steps + 1):
   if args.batches == "epochs":
-    if (step - 1) % 90 == 0:
-      order = rng.permutation(9000)
-    idx = order[(step - 1) % 90 * 100:(step - 1) % 90 * 100 + 100]
+    if (step - 1) % per_epoch == 0:
+      order = rng.permutation(num_train)
+    idx = order[(step - 1) % per_epoch * 100:(step - 1) % per_epoch * 100 + 100]
   else:
-    idx = rng.integers(0, 9000, 100)
-  x = torch.bernoulli(train_x[torch.tensor(idx)])
+    idx = rng.integers(0, num_train, 100)
+  x = train_x[torch.tensor(idx)]
+  if args.binarize == "dynamic":
+    x = torch.bernoulli(x)
   log_px, kl, _ = elbo_terms(x)
   loss = -(log_px - kl.sum(0)).mean()
+  if not torch.isfinite(loss):
+    record["stopped"] = f"non-finite loss at step {step}"
+    print(record["stopped"], flush=True)
+    break
   opt.zero_grad()
   loss.backward()
-  nn.utils.clip_grad_norm_(params, 100.0)
+  if args.clip:
+    nn.utils.clip_grad_norm_(params, args.clip)
   opt.step()
   if step % 1000 == 0:
-    print(f"step {step} train ELBO {-loss.item():.1f} KL {kl.mean(1).tolist()}")
+    print(f"step {step} train ELBO {-loss.item():.1f} KL {kl.mean(1).tolist()}", flush=True)
+  if args.eval_every and step % args.eval_every == 0:
+    point = {"step": step, **evaluate(eval_x[:args.eval_examples], args.eval_k)}
+    record["curve"].append(point)
+    print("eval", json.dumps(point), flush=True)
+record["train_seconds"] = time.time() - start_time
+record["step"] = step
 with torch.no_grad():
   log_px, kl, path = elbo_terms(eval_x)
   active = int((enc[0](eval_x)[0].var(0) > 0.01).sum())
+  record["final_eval"] = {"examples": len(eval_x), **evaluate(eval_x, args.eval_k)}
+  if args.test_k and test_x is not None:
+    record["final_test"] = {"examples": len(test_x), f"iw_k{args.test_k}":
+                            iw_bound(test_x, args.test_k)}
+record["active_units_z1"] = active
 print(f"RESULT init={args.init} latent={latent} skips={args.skips and args.skip_init} "
       f"seed={args.seed} steps={args.steps} "
       f"eval ELBO {(log_px - kl.sum(0)).mean().item():.1f} KL per layer "
       f"{[round(v, 2) for v in kl.mean(1).tolist()]} active units z1 {active}")
+if args.json:
+  with open(args.json, "w") as f:
+    json.dump(record, f, indent=1)
