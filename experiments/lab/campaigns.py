@@ -48,6 +48,11 @@ def _mnist_100k_runs():
     runs += _seeds("vae", _STATIC, "vae", [s], 24)
     runs += _seeds("hvae", _STATIC, "hvae", [s], 38)
     runs += _seeds("vae_1layer", _STATIC, "vae" + _ONE_LAYER, [s], 12, 5)
+  # Seeds 3 and 4 of the Table 4 pair next: the claimed gain (0.9 nats) needs about four
+  # seeds to resolve at the paired sd seen so far.
+  for s in (3, 4):
+    runs += _seeds("vae", _STATIC, "vae", [s], 24)
+    runs += _seeds("hvae", _STATIC, "hvae", [s], 38)
   # Equal kappa, lower cost ("Choose the discount"): n = 2 against n = 5 at the kappa of
   # the paper's rho = 0.9 (kappa 0.152; its n = 5 runs are "hvae") and of rho = 0.7
   # (kappa 0.408).
@@ -57,9 +62,6 @@ def _mnist_100k_runs():
     runs += _seeds("hvae@rho=0.7", _STATIC, "hvae@rho=0.7", [s], 38)
     runs += _seeds("hvae@kappa=0.408@n=2", _STATIC,
                    "hvae@kappa=0.408@num_ou_samples=2", [s], 28)
-  for s in (3, 4):
-    runs += _seeds("vae", _STATIC, "vae", [s], 24)
-    runs += _seeds("hvae", _STATIC, "hvae", [s], 38)
   runs += _seeds("vae+kl", _STATIC, "vae" + _KL_100K, range(3), 24)
   runs += _seeds("hvae@rho=0.85", _STATIC, "hvae@rho=0.85", range(3), 38)
   # Table 3 pair, dynamic MNIST 64-32-16-8.
