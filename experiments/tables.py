@@ -72,6 +72,8 @@ TABLES = {
     "rho_n_3_prediction": lambda: prediction_text(3),
     "mnist_table": mnist.table,
     "mnist_paired": mnist.paired,
+    "mnist_300k": mnist.continuation,
+    "mnist_reference": mnist.reference,
 }
 
 

@@ -212,3 +212,47 @@ def test_one_ou_sample_on_a_whole_hierarchy(skips):
     assert np.abs(z).max() > 2 * _threshold(z.size), np.abs(z).max()
   else:
     assert np.abs(z).max() < _threshold(z.size), np.abs(z).max()
+
+
+def _skip_state_cov(g, t, m, s, nodes=80):
+  """E[S eps0] for S = tanh(g (m + s eps0) + t eta), eps0, eta ~ N(0, 1), by Gauss-Hermite
+  quadrature (exact to float64 rounding at this smoothness)."""
+  x, w = np.polynomial.hermite_e.hermegauss(nodes)
+  w = w / w.sum()
+  e0, et = np.meshgrid(x, x, indexing="ij")
+  return float(np.sum(w[:, None] * w[None, :] * np.tanh(g * (m + s * e0) + t * et) * e0))
+
+
+@pytest.mark.parametrize("rho,n", [(0.5, 1), (0.5, 3), (0.8, 2)])
+def test_the_gap_of_a_linear_layer_with_a_skip_state(rho, n):
+  """p(z_i | z_{i+1}, S) = N(a z_{i+1} + c S + b, sigma), S = tanh(g z_{i+2} + ...) with
+  z_{i+2} drawn from the original z_{i+1} and held while z_{i+1} is replaced by its OU
+  samples: the expected substituted log-density exceeds the ELBO term by
+  [kappa a^2 s^2 + 2 (1 - rho) a c s E(S eps0)] / (2 sigma^2) (docs/theory.md, "Skip
+  connections"), exactly; the kappa term alone (0 at n = 1) is rejected."""
+  from hermite_vae.ou import correlated_samples  # pylint: disable=g-import-not-at-top
+  a, c, b, sigma, m, s, g, t = 1.2, 1.5, 0.3, 0.9, 0.4, 0.7, 1.3, 0.6
+
+  @jax.jit
+  def gaps(keys):
+    def one(key):
+      k0, k1, k2, k3 = jax.random.split(key, 4)
+      eps0 = jax.random.normal(k0, (4096,))
+      z_above = m + s * eps0
+      state = jnp.tanh(g * z_above + t * jax.random.normal(k3, (4096,)))
+      z_i = jax.random.normal(k1, (4096,))   # given z_i, independent of z_{i+1}'s noise
+      points = correlated_samples(k2, z_above, rho, n, m, s)        # [n, 4096]
+      smoothed = layers.gaussian_log_prob(z_i[:, None],
+                                          (a * points.mean(0) + c * state + b)[:, None], sigma)
+      original = layers.gaussian_log_prob(z_i[:, None], (a * z_above + c * state + b)[:, None],
+                                          sigma)
+      return jnp.mean(smoothed - original)
+    return jax.lax.map(one, keys)
+
+  d = np.asarray(gaps(jax.random.split(jax.random.PRNGKey(5), 200)), np.float64)
+  se = d.std(ddof=1) / np.sqrt(len(d))
+  kappa_term = diagnostics.kappa(rho, n) * a**2 * s**2 / (2 * sigma**2)
+  skip_term = (1 - rho) * a * c * s * _skip_state_cov(g, t, m, s) / sigma**2
+  want = kappa_term + skip_term
+  assert abs(d.mean() - want) < 5 * se + 1e-3, (d.mean(), want)
+  assert abs(d.mean() - kappa_term) > 10 * se, (d.mean(), kappa_term, se)

@@ -144,3 +144,95 @@ def paired(by_name=None) -> str:
     return "No pair of methods has a common seed yet.\n"
   return markdown.table(["comparison (test L1000)", "per seed", "mean", "95% interval",
                          "paper's gap", "verdict"], rows)
+
+
+# The seed-0 pair continued past 100k (the 100k workdirs resumed with a longer budget,
+# validation every 50k): docs/runs/mnist_300k, the same summary flags as the campaign.
+CONTINUATION = "mnist_300k"
+# The reference VAE outside the package (experiments/reference/torch_vae.py --data=pkl),
+# each run's --json record with its name and seed added: docs/runs/mnist_reference.
+REFERENCE = "mnist_reference"
+
+
+def continuation(cont=None, base=None) -> str:
+  """The seed-0 pair's learning curve past 100k: validation L100 (1,000 digits) at every
+  evaluation of each method's longest run, the HVAE's lead, and each run's final numbers
+  at 100k (the campaign's summary) and at its last step (test L1000, validation L100 on
+  all 10,000 digits, top KL, Burda units), beside the paper's 1M-step numbers."""
+  cont = runs(CONTINUATION) if cont is None else cont
+  base = runs() if base is None else base
+  if not cont:
+    return "The continuation has not finished yet.\n"
+  names = [n for n in ("vae", "hvae") if n in cont]
+  curve = {}
+  for n in names:
+    r = next((r for r in cont[n] if r["seed"] == 0), None)
+    if r is not None:
+      curve[n] = {e["step"]: e["iw_bound_k100"] for e in r["trainer_evals"]}
+  steps = sorted(set().union(*curve.values())) if curve else []
+  rows = []
+  for s in steps:
+    vals = [curve[n].get(s) for n in names]
+    lead = (f"{vals[1] - vals[0]:+.1f}" if len(vals) == 2 and None not in vals else "—")
+    rows.append([f"{s:,}"] + ["—" if v is None else f"{v:.1f}" for v in vals] + [lead])
+  out = markdown.table(["step"] + [f"{LABELS.get(n, n)}: validation L100 (1,000 digits)"
+                                   for n in names] + ["hvae − vae"], rows)
+  rows = []
+  for n in names:
+    for label, r in (("100k", next((r for r in base.get(n, []) if r["seed"] == 0), None)),
+                     ("last", next((r for r in cont[n] if r["seed"] == 0), None))):
+      if r is None:
+        continue
+      val = _val_l100(r)
+      rows.append([LABELS.get(n, n), f"{r['step']:,}", f"{_l1000(r):.1f}",
+                   "—" if val is None else f"{val:.1f}",
+                   f"{PAPER[n][1]:.1f}" if n in PAPER else "—",
+                   f"{r['final']['kl_per_layer_nats'][-1]:.2f}", _units(r)])
+  return out + "\n" + markdown.table(
+      ["run (seed 0)", "step", "test L1000", "validation L100 (10,000 digits)",
+       "paper (1M steps)", "top KL", "Burda units (top → bottom)"], rows)
+
+
+def _reference_label(r) -> str:
+  a = r["args"]
+  latent = [int(v) for v in str(a["latent"]).split(",")]
+  shape = f"{len(latent)} × {latent[0]}" if len(set(latent)) == 1 else "-".join(
+      map(str, latent))
+  scale = ("softplus scales, unbounded" if a["scale"] == "softplus"
+           else "scales bounded as the library's")
+  clip = f"clip {a['clip']:g}" if a["clip"] else "no clipping"
+  return f"PyTorch reference, {shape}: init {a['init']}, {scale}, {clip}"
+
+
+def reference(refs=None, library=None) -> str:
+  """The reference VAE outside the package beside the library's VAE of the same shape on
+  the same data and budget: validation L100 (1,000 digits) along the way, and on all 10,000
+  validation digits and the test digits (L_K) at the end; every seed."""
+  refs = common.load(REFERENCE) if refs is None else refs
+  library = runs() if library is None else library
+  if not refs:
+    return "No reference run has finished yet.\n"
+  rows = []
+  for r in sorted(refs, key=lambda r: (r["name"], r["seed"])):
+    curve = {p["step"]: p for p in r["curve"]}
+    k = r["args"]["eval_k"]
+    pts = ", ".join(f"{s // 1000}k: {curve[s][f'iw_k{k}']:.1f}" for s in sorted(curve)
+                    if s % 20_000 == 0 or s == 10_000)
+    test = r.get("final_test", {})
+    test_txt = ", ".join(f"L{kk[4:]} {v:.1f}" for kk, v in test.items() if kk.startswith("iw_k"))
+    rows.append([_reference_label(r), str(r["seed"]),
+                 f"{r['step']:,}" + (f" ({r['stopped']})" if r.get("stopped") else ""),
+                 pts or "—", f"{r['final_eval'][f'iw_k{k}']:.1f}", test_txt or "—",
+                 str(r.get("active_units_z1", "—"))])
+  for name, label in (("vae", "library vae, 4 × 40"),
+                      ("vae_1layer", "library vae, 1 layer of 40")):
+    for r in library.get(name, []):
+      ev = {e["step"]: e for e in r["trainer_evals"]}
+      pts = ", ".join(f"{s // 1000}k: {ev[s]['iw_bound_k100']:.1f}" for s in sorted(ev)
+                      if s % 20_000 == 0 or s == 10_000)
+      val = _val_l100(r)
+      rows.append([label, str(r["seed"]), f"{r['step']:,}", pts,
+                   "—" if val is None else f"{val:.1f}", f"L1000 {_l1000(r):.1f}",
+                   str(r["final"]["active_units_x"][0])])
+  return markdown.table(["run", "seed", "steps", "validation L100 (1,000 digits) along the way",
+                         "validation L100 (10,000)", "test", "Burda units z1"], rows)
