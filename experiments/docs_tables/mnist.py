@@ -213,14 +213,14 @@ def reference(refs=None, library=None) -> str:
   if not refs:
     return "No reference run has finished yet.\n"
   rows = []
-  for r in sorted(refs, key=lambda r: (r["name"], r["seed"])):
+  for r in sorted(refs, key=lambda r: (_reference_label(r), r["args"]["seed"])):
     curve = {p["step"]: p for p in r["curve"]}
     k = r["args"]["eval_k"]
     pts = ", ".join(f"{s // 1000}k: {curve[s][f'iw_k{k}']:.1f}" for s in sorted(curve)
                     if s % 20_000 == 0 or s == 10_000)
     test = r.get("final_test", {})
     test_txt = ", ".join(f"L{kk[4:]} {v:.1f}" for kk, v in test.items() if kk.startswith("iw_k"))
-    rows.append([_reference_label(r), str(r["seed"]),
+    rows.append([_reference_label(r), str(r["args"]["seed"]),
                  f"{r['step']:,}" + (f" ({r['stopped']})" if r.get("stopped") else ""),
                  pts or "—", f"{r['final_eval'][f'iw_k{k}']:.1f}", test_txt or "—",
                  str(r.get("active_units_z1", "—"))])
