@@ -223,15 +223,17 @@ def _skip_state_cov(g, t, m, s, nodes=80):
   return float(np.sum(w[:, None] * w[None, :] * np.tanh(g * (m + s * e0) + t * et) * e0))
 
 
-@pytest.mark.parametrize("rho,n", [(0.5, 1), (0.5, 3), (0.8, 2)])
-def test_the_gap_of_a_linear_layer_with_a_skip_state(rho, n):
+@pytest.mark.parametrize("rho,n,c", [(0.5, 1, 1.5), (0.5, 3, 1.5), (0.8, 2, 1.5),
+                                     (0.5, 3, -1.5)])
+def test_the_gap_of_a_linear_layer_with_a_skip_state(rho, n, c):
   """p(z_i | z_{i+1}, S) = N(a z_{i+1} + c S + b, sigma), S = tanh(g z_{i+2} + ...) with
   z_{i+2} drawn from the original z_{i+1} and held while z_{i+1} is replaced by its OU
   samples: the expected substituted log-density exceeds the ELBO term by
   [kappa a^2 s^2 + 2 (1 - rho) a c s E(S eps0)] / (2 sigma^2) (docs/theory.md, "Skip
-  connections"), exactly; the kappa term alone (0 at n = 1) is rejected."""
+  connections"), exactly; the kappa term alone (0 at n = 1) is rejected. c < 0: the state's
+  term changes sign with a c E(S eps0)."""
   from hermite_vae.ou import correlated_samples  # pylint: disable=g-import-not-at-top
-  a, c, b, sigma, m, s, g, t = 1.2, 1.5, 0.3, 0.9, 0.4, 0.7, 1.3, 0.6
+  a, b, sigma, m, s, g, t = 1.2, 0.3, 0.9, 0.4, 0.7, 1.3, 0.6
 
   @jax.jit
   def gaps(keys):
