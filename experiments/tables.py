@@ -73,6 +73,8 @@ TABLES = {
     "mnist_table": mnist.table,
     "mnist_paired": mnist.paired,
     "mnist_300k": mnist.continuation,
+    "law_skip_test": lambda: rho_n.equal_kappa_test("law_skip"),
+    "law_skip_table": lambda: rho_n.rho_n_table(load("law_skip")),
     "mnist_reference": mnist.reference,
 }
 

@@ -282,3 +282,41 @@ def pooled_bound_table(runs) -> str:
   return head + table(
       ["cell", "L100 per seed", "mean", "− pooled mean", "Welch t", "p",
        f"p < 0.05/{len(grid)}"], rows)
+
+
+def equal_kappa_test(group: str) -> str:
+  """'Where the law could break' (docs/runs/predictions/where_the_law_could_break.json):
+  per kappa of the group, the n = 2 and n = 5 cells' top-layer KL (every seed), their
+  difference with a 95% Welch interval, 1 - rho of each, the 4 x 40 grid's fitted top KL
+  at that kappa, and whether the two cells agree (the interval contains 0)."""
+  from scipy.stats import ttest_ind  # pylint: disable=g-import-not-at-top
+  runs = common.load(group)
+  if not runs:
+    return f"No run of `{group}` has finished yet.\n"
+  with open(os.path.join(PREDICTIONS, "where_the_law_could_break.json")) as f:
+    fit = json.load(f)["kappa_fit_of_the_4x40_grid"]
+  by_cell = cells(runs)
+  by_kappa = {}
+  for (n, rho), at in by_cell.items():
+    if n >= 2:
+      by_kappa.setdefault(round(kappa(rho, n), 3), {})[n] = (rho, at)
+  rows = []
+  for k in sorted(by_kappa):
+    got = by_kappa[k]
+    fitted = _logistic(k, fit["low"], fit["high"] - fit["low"], fit["kappa_c"], fit["width"])
+    tops = {n: [_top_kl(r) for r in at] for n, (_, at) in got.items()}
+    cell_txt = lambda n: (mean_sd(tops[n], 2) + f" (1 − ρ = {1 - got[n][0]:.3f})"
+                          if n in got else "—")
+    diff, verdict = "—", "—"
+    if 2 in tops and 5 in tops and len(tops[2]) > 1 and len(tops[5]) > 1:
+      a, b = np.array(tops[2]), np.array(tops[5])
+      res = ttest_ind(a, b, equal_var=False)
+      low, high = res.confidence_interval(0.95)
+      diff = f"{a.mean() - b.mean():+.2f} [{low:+.2f}, {high:+.2f}]"
+      verdict = "agree" if low <= 0 <= high else "differ"
+    rows.append([f"{k:.3f}", cell_txt(2), cell_txt(5), diff, f"{fitted:.2f}", verdict])
+  vae = by_cell.get((0, 1.0))
+  note = ("" if not vae else
+          f"\nThe VAE of the same model: top KL {mean_sd([_top_kl(r) for r in vae], 2)}.\n")
+  return table(["κ", "n = 2: top KL", "n = 5: top KL", "n = 2 − n = 5 (95% Welch interval)",
+                "4 × 40 fit at κ (no skips)", "equal-κ cells"], rows) + note
