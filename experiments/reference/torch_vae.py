@@ -177,16 +177,19 @@ def elbo_terms(x):
 import json, time  # noqa: E401,E402
 
 
-def iw_bound(x, k, batch=100):
-  """Mean over x of log (1/k) sum_j p(x, z^j) / q(z^j | x), z^j ~ q(z | x) (nats)."""
-  total = 0.0
+def iw_bound(x, k, batch=100, rows=2000):
+  """Mean over x of log (1/k) sum_j p(x, z^j) / q(z^j | x), z^j ~ q(z | x) (nats).
+  The k samples of a batch go through the model ``rows // batch`` at a time, stacked along
+  the batch axis (one forward of up to ``rows`` rows: the cost is k * len(x) passes)."""
+  total, per = 0.0, max(1, rows // batch)
   for start in range(0, len(x), batch):
     xb = x[start:start + batch]
     log_w = []
-    for _ in range(k):
-      log_px, kl, _ = elbo_terms(xb)     # sampled KL terms: log_w = log p(x|z) - sum kl
-      log_w.append(log_px - kl.sum(0))
-    total += (torch.logsumexp(torch.stack(log_w), 0) - math.log(k)).sum().item()
+    for done in range(0, k, per):
+      m = min(per, k - done)
+      log_px, kl, _ = elbo_terms(xb.repeat(m, 1))   # sampled KL terms: log p(x|z) - sum kl
+      log_w.append((log_px - kl.sum(0)).view(m, len(xb)))
+    total += (torch.logsumexp(torch.cat(log_w), 0) - math.log(k)).sum().item()
   return total / len(x)
 
 
