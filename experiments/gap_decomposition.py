@@ -18,8 +18,11 @@ For every intermediate generator p(z_i | z_{i+1}) of a trained workdir, on the f
 The formulas hold exactly for a fixed sigma; sigma_bar makes them an approximation where
 sigma_i varies with z_{i+1}, and the measured mean-only gap says how good it is.
 
-    python experiments/gap_decomposition.py --workdir=/tmp/mnist100k/hvae/seed_1 \\
-      --cells=0.9:5,0.834:2,0.7:5 --json=docs/runs/gap_decomposition/hvae__seed_1.json
+    python experiments/gap_decomposition.py --workdir=releases/mnist_100k/hvae_seed_0 \\
+      --data_dir=/tmp/mnist_pkl --cells=0.9:5,0.834:2,0.7:5 \\
+      --json=docs/runs/gap_decomposition/hvae__seed_0.json
+
+(``--workdir`` a training workdir or a release; ``--data_dir`` replaces the run's.)
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ flags.DEFINE_integer("spectrum_examples", 16, "Examples of the Hermite spectra."
 flags.DEFINE_integer("spectrum_samples", 4096, "Posterior draws per example (spectra).")
 flags.DEFINE_integer("draws", 32, "Draws of the measured gaps (path and OU noise).")
 flags.DEFINE_string("json", "", "Write the result here.")
+flags.DEFINE_string("data_dir", "", "Replaces the run's data_dir (a release has none).")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -97,6 +101,7 @@ def spectra(model, params, x, key, num_samples):
 def main(argv):
   del argv
   config = workdir_lib.load_run_config(FLAGS.workdir)
+  config.data_dir = FLAGS.data_dir or config.data_dir
   loaded = data.load_config(config)
   x = np.asarray(loaded.eval[:FLAGS.examples], np.float32).reshape(FLAGS.examples, -1)
   model, params, step = workdir_lib.restore_params(FLAGS.workdir, config, x.shape[-1])
