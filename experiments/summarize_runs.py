@@ -54,7 +54,7 @@ VERSION = 3
 CONFIG_KEYS = ("method", "rho", "num_ou_samples", "hvae_gradient", "seed", "dataset",
                "data_source", "train_split", "eval_split", "num_train_steps", "latent_dims",
                "hidden_dims", "batch_size", "learning_rate", "initialization", "free_bits",
-               "skip_connections", "compute_dtype")
+               "skip_connections", "compute_dtype", "grad_clip_norm", "grad_skip_norm")
 FINAL_KEYS = ("elbo_nats", "elbo_std_err", "reconstruction_nats", "kl_nats",
               "kl_per_layer_nats", "active_units_x", "active_units_conditional",
               "x_share_units", "x_share_layer", "x_share_threshold",
@@ -64,7 +64,7 @@ EVAL_KEYS = ("step", "elbo_nats", "kl_per_layer_nats", "active_units_x",
              "active_units_conditional", "x_share_units", "x_share_layer",
              "mutual_information_nats", "iw_bound_k100")
 
-TRAIN_KEYS = ("step", "loss", "loss_max", "grad_norm", "grad_norm_max")
+TRAIN_KEYS = ("step", "loss", "loss_max", "grad_norm", "grad_norm_max", "update_skipped")
 
 
 def finished_workdirs(root: str):

@@ -117,6 +117,11 @@ def default_config() -> ml_collections.ConfigDict:
   # p(z_1|z_2) can give a gradient orders of magnitude above the typical norm, from
   # which Adam does not recover (docs/stability.md).
   c.grad_clip_norm = 100.0
+  # Skip (do not apply) an update whose gradient norm exceeds this (0: off), as VDVAE
+  # does: parameters and Adam's moments stay as they were, the step counts; the logged
+  # ``update_skipped`` is the fraction of an interval's steps skipped. Clipping bounds a
+  # spike's step; skipping also keeps the spike out of Adam's moment estimates.
+  c.grad_skip_norm = 0.0
   c.skip_nonfinite = False        # True: skip non-finite updates instead of stopping
   c.num_train_steps = 1_000_000
   # Optimizer steps per dispatch to the device (a lax.scan over train_step; chunks end on
@@ -224,7 +229,7 @@ def validate(config) -> None:
   for key, value in c.items():  # nan passes every comparison below: refuse it first
     if isinstance(value, float) and not math.isfinite(value):
       _fail(key, value, "must be a finite number")
-  for key in ("free_bits", "grad_clip_norm"):
+  for key in ("free_bits", "grad_clip_norm", "grad_skip_norm"):
     if c[key] < 0:
       _fail(key, c[key], "must be >= 0")
   if not c.min_scale > 0:

@@ -48,14 +48,17 @@ log = logging.getLogger(__name__)
 
 
 def train_step(state: TrainState, x, base_key, *, model, tx, cfg: objectives.ObjectiveConfig,
-               stop_on_nonfinite: bool, grad_clip_norm: float = 0.0):
+               stop_on_nonfinite: bool, grad_clip_norm: float = 0.0,
+               grad_skip_norm: float = 0.0):
   """One optimizer step. Pure; jit it with ``donate_argnums=0``.
 
-  The gradient's global norm is computed once and serves three purposes: the finiteness
-  test (it is non-finite iff some gradient is), global-norm clipping to
+  The gradient's global norm is computed once and serves four purposes: the finiteness
+  test (it is non-finite iff some gradient is), skipping an update whose norm exceeds
+  ``grad_skip_norm`` (0: off; VDVAE's gradient skipping), global-norm clipping to
   ``grad_clip_norm`` (0: off) and the ``grad_norm`` metric. The update runs under
-  ``lax.cond`` on finiteness, so a non-finite step leaves parameters and optimizer state
-  untouched without an extra pass over them.
+  ``lax.cond``, so a non-finite or skipped step leaves parameters and optimizer state
+  (Adam's moments included) untouched without an extra pass over them; the step counter
+  advances either way. ``update_skipped`` is 1 for a finite step skipped by its norm.
   """
   key = jax.random.fold_in(base_key, state.step)
   grad_fn = jax.value_and_grad(objectives.loss_and_metrics, has_aux=True)
@@ -63,6 +66,8 @@ def train_step(state: TrainState, x, base_key, *, model, tx, cfg: objectives.Obj
   grad_norm = optax.tree_utils.tree_norm(grads)  # non-finite iff some gradient is
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   ok = finite & (state.first_nonfinite_step < 0) if stop_on_nonfinite else finite
+  skipped = finite & (grad_norm > grad_skip_norm) if grad_skip_norm else jnp.zeros((), bool)
+  ok = ok & ~skipped
 
   def update(operands):
     params, opt_state, grads = operands
@@ -80,6 +85,7 @@ def train_step(state: TrainState, x, base_key, *, model, tx, cfg: objectives.Obj
       first_nonfinite_step=jnp.where(~finite & (state.first_nonfinite_step < 0), state.step,
                                      state.first_nonfinite_step))
   metrics["grad_norm"] = grad_norm
+  metrics["update_skipped"] = skipped.astype(jnp.float32)
   return new_state, metrics
 
 
@@ -105,7 +111,8 @@ def make_train_steps(model, tx, config, mesh: Mesh):
   return jax.jit(
       functools.partial(train_steps, model=model, tx=tx, cfg=objectives.ObjectiveConfig.from_config(config),
                         stop_on_nonfinite=not config.skip_nonfinite,
-                        grad_clip_norm=float(config.grad_clip_norm)),
+                        grad_clip_norm=float(config.grad_clip_norm),
+                        grad_skip_norm=float(config.grad_skip_norm)),
       donate_argnums=0, out_shardings=(replicated, replicated))
 
 

@@ -473,3 +473,34 @@ def test_bfloat16_pixel_heads_compute_in_float32(preset):
   dtypes = [str(e.invars[0].aval.dtype) for e in ops]
   assert "bfloat16" in dtypes[:-2], dtypes           # the trunk is in bfloat16
   assert dtypes[-2:] == ["float32", "float32"], dtypes   # loc and log-scale heads
+
+
+def test_an_update_above_grad_skip_norm_is_skipped_and_leaves_adam_untouched():
+  import functools
+  import optax
+  from hermite_vae.models.mlp import MLPHierarchicalVAE
+  model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=784)
+  cfg = objectives.ObjectiveConfig.from_config(_config(method="vae"))
+  tx = optax.adam(1e-2)
+  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
+  x = (jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  step = lambda skip: jax.jit(functools.partial(
+      train.train_step, model=model, tx=tx, cfg=cfg, stop_on_nonfinite=True,
+      grad_skip_norm=skip))(state, x, jax.random.PRNGKey(2))
+  applied, m_applied = step(0.0)                      # off
+  norm = float(m_applied["grad_norm"])
+  kept, m_kept = step(2 * norm)                       # under the threshold: applied
+  skipped, m_skipped = step(norm / 2)                 # over it: skipped
+  assert float(m_applied["update_skipped"]) == float(m_kept["update_skipped"]) == 0.0
+  assert float(m_skipped["update_skipped"]) == 1.0
+  assert int(skipped.step) == int(applied.step) == 1 and int(skipped.nonfinite_count) == 0
+  for a, b in zip(jax.tree_util.tree_leaves(kept), jax.tree_util.tree_leaves(applied)):
+    np.testing.assert_array_equal(a, b)
+  before = jax.tree_util.tree_leaves((state.params, state.opt_state))
+  after = jax.tree_util.tree_leaves((skipped.params, skipped.opt_state))
+  for a, b in zip(after, before):
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in
+             zip(jax.tree_util.tree_leaves(applied.params), jax.tree_util.tree_leaves(state.params)))
+  with pytest.raises(ValueError, match="grad_skip_norm"):
+    train.train_and_evaluate(_config(grad_skip_norm=-1.0), "/nonexistent/never_written")
