@@ -76,6 +76,8 @@ TABLES = {
     "law_skip_test": lambda: rho_n.equal_kappa_test("law_skip"),
     "law_skip_table": lambda: rho_n.rho_n_table(load("law_skip")),
     "mnist_reference": mnist.reference,
+    "mnist_spikes": mnist.spikes,
+    "gap_decomposition": mnist.gap_decomposition,
 }
 
 

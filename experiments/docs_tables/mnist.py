@@ -27,9 +27,11 @@ PAPER = {
 PAPER_VAE_UNITS = "1, 3, 9, 17"
 # Comparisons (method, baseline), each paired by seed.
 PAIRS = (("hvae", "vae"), ("hvae@rho=0.85", "vae"), ("hvae+kl@rho=0.95", "vae+kl"),
-         ("t3_hvae@rho=0.95", "t3_vae+kl"), ("vae", "vae_1layer"))
+         ("t3_hvae@rho=0.95", "t3_vae+kl"), ("vae", "vae_1layer"), ("vae+skip", "vae"),
+         ("hvae", "vae+skip"))
 LABELS = {
     "vae": "vae", "hvae": "hvae ρ = 0.9, n = 5",
+    "vae+skip": "vae, updates above norm 1,000 skipped",
     "hvae@rho=0.85": "hvae ρ = 0.85", "vae+kl": "vae + KL annealing",
     "hvae+kl@rho=0.95": "hvae ρ = 0.95 + KL annealing",
     "hvae@kappa=0.152@n=2": "hvae κ = 0.152, n = 2", "hvae@rho=0.7": "hvae ρ = 0.7, n = 5",
@@ -236,3 +238,72 @@ def reference(refs=None, library=None) -> str:
                    str(r["final"]["active_units_x"][0])])
   return markdown.table(["run", "seed", "steps", "validation L100 (1,000 digits) along the way",
                          "validation L100 (10,000)", "test", "Burda units z1"], rows)
+
+
+# A logged interval "has a spike" when its largest per-step training loss exceeds this
+# (nats; a 4 x 40 model's typical batch loss is 90-140 after 10k steps).
+SPIKE_LOSS = 1_000.0
+
+
+def spikes(by_group=None) -> str:
+  """Per run of the campaign and the continuation: how many logged intervals (1,000 steps)
+  hold a batch loss above SPIKE_LOSS, the first such step, the largest batch loss and
+  gradient norm, the median interval-mean gradient norm (the clipping threshold is 100)
+  and, for runs with gradient skipping, the fraction of updates skipped."""
+  by_group = ({GROUP: runs(), CONTINUATION: runs(CONTINUATION)} if by_group is None
+              else by_group)
+  rows = []
+  for group, by_name in by_group.items():
+    for name, at in by_name.items():
+      for r in at:
+        tc = r.get("train_curve") or {}
+        if "loss_max" not in tc:
+          continue
+        steps, loss_max = np.asarray(tc["step"]), np.asarray(tc["loss_max"], float)
+        hot = steps[loss_max > SPIKE_LOSS]
+        skipped = tc.get("update_skipped")
+        rows.append([
+            f"{LABELS.get(name, name)}{' (300k)' if group == CONTINUATION else ''}",
+            str(r["seed"]), f"{len(hot)} / {len(steps)}",
+            f"{int(hot[0]):,}" if len(hot) else "—", f"{loss_max.max():.3g}",
+            f"{max(tc['grad_norm_max']):.3g}", f"{np.median(tc['grad_norm']):.0f}",
+            "—" if skipped is None else f"{np.mean(skipped):.2%}"])
+  if not rows:
+    return "No run has a logged training curve yet.\n"
+  return markdown.table(
+      ["run", "seed", f"intervals with a batch loss > {SPIKE_LOSS:,.0f} nats",
+       "first such step", "largest batch loss (nats)", "largest gradient norm",
+       "median gradient norm (interval means)", "updates skipped"], rows)
+
+
+# experiments/gap_decomposition.py's records: docs/runs/gap_decomposition/<run>.json.
+GAP_DECOMPOSITION = "gap_decomposition"
+
+
+def gap_decomposition(records=None) -> str:
+  """Per record, (ρ, n) cell and generator layer: the measured surrogate gap (both mean and
+  scale smoothed, ± its standard error), the gap with only the mean smoothed, the κ
+  (degree-1) term, the Hermite sum's bracket and the κ term's share of the mean-only gap."""
+  if records is None:
+    import glob, json, os  # noqa: E401  pylint: disable=g-import-not-at-top,multiple-imports
+    records = [dict(json.load(open(p)), name=os.path.basename(p)[:-5]) for p in sorted(
+        glob.glob(os.path.join(common.RUNS, GAP_DECOMPOSITION, "*.json")))]
+  rows = []
+  for rec in records:
+    for cell in rec["cells"]:
+      for layer in cell["layers"]:
+        mean_only, kterm = layer["measured_mean_only"], layer["kappa_term"]
+        share = f"{kterm / mean_only:.0%}" if abs(mean_only) > 3 * max(
+            layer["measured_mean_only_se"], 1e-12) else "—"
+        low, high = layer["hermite_sum"]
+        rows.append([
+            f"{rec['name']} ({rec['step']:,} steps)", f"{cell['rho']:g}", str(cell["n"]),
+            f"{cell['kappa']:.3f}", f"z{layer['layer'] + 1} → z{layer['layer']}",
+            f"{layer['measured']:.3f} ± {layer['measured_se']:.3f}",
+            f"{mean_only:.3f} ± {layer['measured_mean_only_se']:.3f}", f"{kterm:.3f}",
+            f"[{low:.3f}, {high:.3f}]", share])
+  if not rows:
+    return "No gap decomposition has been recorded yet.\n"
+  return markdown.table(
+      ["trained model", "ρ", "n", "κ", "generator (parent → layer)", "measured gap (nats)",
+       "mean only smoothed", "κ term", "Hermite sum", "κ term / mean-only gap"], rows)
