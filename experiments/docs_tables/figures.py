@@ -46,6 +46,11 @@ def figures(out_dir: str = FIGURES) -> None:
             os.path.join(out_dir, "mnist_100k_curves.png"),
             "MNIST (mnist.pkl.gz), the paper's Fig. 2: validation (1,000 digits) every "
             "10,000 steps")
+  longer = mnist.runs(mnist.CONTINUATION)
+  if longer:
+    _curves(plots, {mnist.LABELS.get(k, k): v for k, v in longer.items()},
+            os.path.join(out_dir, "mnist_300k_curves.png"),
+            "MNIST, the seed-0 pair continued to 300,000 steps: validation (1,000 digits)")
 
 
 def _curves(plots, by_label, path, title):
