@@ -57,7 +57,9 @@ def test_matmuls_alone_runs_the_same_matmuls():
 def test_parallel_sweep_gives_the_runs_of_a_serial_one(tmp_path):
   """train_many with K = 2 (one process per run, one thread each) and K = 1 (in this
   process, XLA's default threads): every run's final metrics are equal, up to the float
-  summation order that the thread count sets (relative 1e-5); counts exactly."""
+  summation order that the thread count sets (relative 1e-5, or 1e-6 absolute for a
+  metric near zero such as a collapsed layer's I(x; z), an average of terms of order
+  one); counts exactly."""
   import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   from configs import smoke  # pylint: disable=g-import-not-at-top
@@ -74,7 +76,7 @@ def test_parallel_sweep_gives_the_runs_of_a_serial_one(tmp_path):
       if isinstance(a[key], str) or key == "seconds":
         continue
       np.testing.assert_allclose(np.asarray(a[key], float), np.asarray(b[key], float),
-                                 rtol=1e-5, err_msg=key)
+                                 rtol=1e-5, atol=1e-6, err_msg=key)
   assert os.path.exists(tmp_path / "k2" / "seed_1" / sweeps.REQUEST)
   assert json.load(open(tmp_path / "k2" / "seed_0" / "config.json"))["config"]["seed"] == 0
 
