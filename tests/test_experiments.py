@@ -166,3 +166,30 @@ def test_the_library_imports_no_plotting_or_experiment_code():
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_gap_decomposition_of_a_release(tmp_path):
+  """gap_decomposition.py on a release of a tiny hvae run: the kappa term is kappa(rho, n)
+  times half the degree-1 energy, n = 1 has no kappa term and a zero Hermite sum, and every
+  measured gap is finite."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from hermite_vae import ou  # pylint: disable=g-import-not-at-top
+  workdir, release = tmp_path / "run", tmp_path / "release"
+  _run("main.py", f"--workdir={workdir}", *TINY, "--config.method=hvae")
+  _run("release.py", f"--workdir={workdir}", f"--out={release}")
+  out = tmp_path / "gap.json"
+  _run("gap_decomposition.py", f"--workdir={release}", "--examples=8", "--draws=2",
+       "--spectrum_examples=2", "--spectrum_samples=64", "--cells=0.8:3,0.9:1", f"--json={out}")
+  result = json.load(open(out))
+  assert result["step"] == 2 and [c["n"] for c in result["cells"]] == [3, 1]
+  for cell in result["cells"]:
+    assert len(cell["layers"]) == len(result["energy"]) == 2   # smoke: 3 stochastic layers
+    for layer, energy in zip(cell["layers"], result["energy"]):
+      np.testing.assert_allclose(layer["kappa_term"],
+                                 float(ou.kappa(cell["rho"], cell["n"])) * energy["1"] / 2,
+                                 rtol=1e-6)
+      low, high = layer["hermite_sum"]
+      assert low <= high and np.isfinite(layer["measured"])
+      if cell["n"] == 1:
+        assert layer["kappa_term"] == 0 and low == high == 0
