@@ -309,15 +309,22 @@ def test_same_metrics_on_1_and_4_devices(tmp_path, method, skips):
                                err_msg=name)
 
 
-def test_train_step_clipping_matches_optax_and_skips_nonfinite():
-  import functools
-  import optax
-  from hermite_vae.models.mlp import MLPHierarchicalVAE
+def _tiny_vae_step_inputs():
+  """(model, cfg, tx, state, x): a 2-layer MLP VAE, Adam 1e-2 and a batch of 8 digits."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from hermite_vae.models.mlp import MLPHierarchicalVAE  # pylint: disable=g-import-not-at-top
   model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=784)
   cfg = objectives.ObjectiveConfig.from_config(_config(method="vae"))
   tx = optax.adam(1e-2)
   state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
   x = (jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  return model, cfg, tx, state, x
+
+
+def test_train_step_clipping_matches_optax_and_skips_nonfinite():
+  import functools
+  import optax
+  model, cfg, tx, state, x = _tiny_vae_step_inputs()
   key = jax.random.PRNGKey(2)
   step = functools.partial(train.train_step, model=model, tx=tx, cfg=cfg,
                            stop_on_nonfinite=True, grad_clip_norm=1.0)
@@ -477,13 +484,7 @@ def test_bfloat16_pixel_heads_compute_in_float32(preset):
 
 def test_an_update_above_grad_skip_norm_is_skipped_and_leaves_adam_untouched():
   import functools
-  import optax
-  from hermite_vae.models.mlp import MLPHierarchicalVAE
-  model = MLPHierarchicalVAE((3, 2), (8, 8), num_pixels=784)
-  cfg = objectives.ObjectiveConfig.from_config(_config(method="vae"))
-  tx = optax.adam(1e-2)
-  state = state_lib.create_train_state(model, tx, jax.random.PRNGKey(0), 784)
-  x = (jax.random.uniform(jax.random.PRNGKey(1), (8, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  model, cfg, tx, state, x = _tiny_vae_step_inputs()
   step = lambda skip: jax.jit(functools.partial(
       train.train_step, model=model, tx=tx, cfg=cfg, stop_on_nonfinite=True,
       grad_skip_norm=skip))(state, x, jax.random.PRNGKey(2))
