@@ -184,3 +184,32 @@ def test_a_campaign_commits_each_run_and_continues_without_retraining(tmp_path):
   path.unlink()
   late = run("d", "--hours=0.001")                     # 3.6 s: no run fits
   assert late.returncode == 0 and "left     vae seed 0" in late.stdout, late.stdout
+
+
+def test_every_campaign_run_builds_a_valid_config():
+  """Every run of every plan in ``lab/campaigns.PLANS`` resolves to a config that
+  ``config_lib.validate`` accepts, and no two runs of a plan share a summary path: a plan
+  that would fail (or overwrite a summary) hours into a campaign fails here. Bug caught: a
+  misspelled override or method spec in a plan."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  sys.path.insert(0, os.path.join(root, "experiments"))
+  try:
+    spec = importlib.util.spec_from_file_location(
+        "campaign_cli", os.path.join(root, "experiments", "campaign.py"))
+    campaign = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(campaign)
+  finally:
+    sys.path.pop(0)
+  for plan in campaign.campaigns.PLANS.values():
+    paths = set()
+    for run in plan.runs:
+      config = campaign.run_config(run, plan, "/nonexistent")
+      assert config.seed == run.seed
+      if "num_train_steps" in plan.overrides:
+        assert config.num_train_steps == plan.overrides["num_train_steps"], run
+      path = campaign.summary_path(plan, run, "out")
+      assert path not in paths, path
+      paths.add(path)
