@@ -72,6 +72,7 @@ TABLES = {
     "rho_n_3_prediction": lambda: prediction_text(3),
     "mnist_table": mnist.table,
     "mnist_paired": mnist.paired,
+    "mnist_fig1": mnist.fig1,
     "mnist_300k": mnist.continuation,
     "law_skip_test": lambda: rho_n.equal_kappa_test("law_skip"),
     "law_skip_table": lambda: rho_n.rho_n_table(load("law_skip")),

@@ -307,3 +307,49 @@ def gap_decomposition(records=None) -> str:
   return markdown.table(
       ["trained model", "ρ", "n", "κ", "generator (parent → layer)", "measured gap (nats)",
        "mean only smoothed", "κ term", "Hermite sum", "κ term / mean-only gap"], rows)
+
+
+def fig1_points(by_name=None) -> list[dict]:
+  """The paper's Fig. 1 at its own budget: every finished static 4 x 40 run of the
+  campaign that differs from the VAE only by rho and n (``vae``, ``hvae``,
+  ``hvae@rho=R``, ``hvae@kappa=K@n=N``), one row per seed with rho (1 for the VAE, as the
+  paper draws it), num_ou_samples (0 for the VAE), kappa, seed and the final evaluation."""
+  by_name = runs() if by_name is None else by_name
+  rows = []
+  for name, at in by_name.items():
+    if not (name in ("vae", "hvae") or name.startswith(("hvae@rho=", "hvae@kappa="))):
+      continue
+    for r in at:
+      c = r["run_config"]
+      n = int(c["num_ou_samples"]) if c["method"] == "hvae" else 0
+      rho = float(c["rho"]) if n else 1.0
+      rows.append({"name": name, "rho": rho, "num_ou_samples": n,
+                   "kappa": common.kappa(rho, n), "seed": r["seed"],
+                   "l1000": _l1000(r), **r["final"]})
+  return sorted(rows, key=lambda r: (r["num_ou_samples"] != 5 and r["num_ou_samples"] != 0,
+                                     r["num_ou_samples"], -r["rho"], r["seed"]))
+
+
+def fig1(points=None) -> str:
+  """One row per (n, rho) of :func:`fig1_points`: the top layer's KL, z4's share of the
+  x-information (the layer's x-share and its units with share >= 0.1), z4's Burda units
+  and test L1000, each as mean ± sd with every seed's value."""
+  points = fig1_points() if points is None else points
+  if not points:
+    return "No run of this campaign has finished yet.\n"
+  cells = {}
+  for p in points:
+    cells.setdefault((p["num_ou_samples"], p["rho"]), []).append(p)
+  rows = []
+  for (n, rho), at in cells.items():
+    rows.append([
+        "vae" if not n else str(n), f"{rho:g}", f"{common.kappa(rho, n):.3f}",
+        ",".join(str(p["seed"]) for p in at),
+        common.mean_sd([p["kl_per_layer_nats"][-1] for p in at], 2),
+        common.mean_sd([p["x_share_layer"][-1] for p in at], 3),
+        ", ".join(str(p["x_share_units"][-1]) for p in at),
+        ", ".join(str(p["active_units_x"][-1]) for p in at),
+        common.mean_sd([p["l1000"] for p in at], 1)])
+  header = ["n", "ρ", "κ", "seeds", "top KL (nats)", "z4 x-share", "z4 units, x-share ≥ 0.1",
+            "z4 units, Burda", "test L1000"]
+  return markdown.table(header, rows)
