@@ -69,3 +69,33 @@ def test_campaign_tables_pair_seeds_and_find_spikes():
   stability = tables.campaign_stability(runs).splitlines()
   assert stability[4] == "| hvae ρ = 0.9, n = 5, seed 0 | 0 | none | -0.10 | 40.0 |"
   assert stability[5] == "| hvae ρ = 0.9, n = 5, seed 1 | 0 | 7,000 | -0.10 | 40.0 |"
+
+
+def test_fig1_points_take_rho_and_n_from_each_runs_config():
+  """The MNIST Fig. 1 table reads rho and n from the summary's run_config (the VAE at rho 1,
+  n 0), groups seeds of one (n, rho), and leaves out runs that differ from the VAE by more
+  than rho and n (KL annealing, gradient skipping). Bugs caught: a cell keyed by the run's
+  name only; vae+kl drawn as the VAE."""
+  from experiments.docs_tables import mnist  # pylint: disable=g-import-not-at-top
+
+  def named(name, method, seed, l1000, rho=0.9, n=5):
+    s = _summary(method, seed, l1000, rho=rho)
+    s["run_config"] = {"method": method, "rho": rho, "num_ou_samples": n}
+    return s
+
+  by_name = {
+      "vae": [named("vae", "vae", 0, -110.0), named("vae", "vae", 1, -112.0)],
+      "vae+kl": [named("vae+kl", "vae", 0, -90.0)],
+      "vae+skip": [named("vae+skip", "vae", 0, -90.0)],
+      "hvae": [named("hvae", "hvae", 0, -100.0)],
+      "hvae@rho=0.8": [named("hvae@rho=0.8", "hvae", 0, -105.0, rho=0.8)],
+      "hvae@kappa=0.152@n=2": [named("k", "hvae", 0, -101.0, rho=0.8237, n=2)],
+  }
+  points = mnist.fig1_points(by_name)
+  assert [(p["num_ou_samples"], p["rho"], p["seed"]) for p in points] == [
+      (0, 1.0, 0), (0, 1.0, 1), (5, 0.9, 0), (5, 0.8, 0), (2, 0.8237, 0)]
+  assert abs(points[-1]["kappa"] - (1 - 0.8237 ** 2) * 0.5) < 1e-12
+  rows = mnist.fig1(points).splitlines()[2:]
+  assert len(rows) == 4 and rows[0].startswith("| vae | 1 | 0.000 | 0,1 |")
+  assert "-111.0 ± 1.4 (-110.0, -112.0)" in rows[0]
+  assert rows[3].startswith("| 2 | 0.8237 | 0.161 | 0 |")
