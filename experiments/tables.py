@@ -76,6 +76,8 @@ TABLES = {
     "mnist_300k": mnist.continuation,
     "law_skip_test": lambda: rho_n.equal_kappa_test("law_skip"),
     "law_skip_table": lambda: rho_n.rho_n_table(load("law_skip")),
+    "law_t3_test": lambda: rho_n.equal_kappa_test("law_t3"),
+    "law_t3_table": lambda: rho_n.rho_n_table(load("law_t3")),
     "mnist_reference": mnist.reference,
     "mnist_spikes": mnist.spikes,
     "gap_decomposition": mnist.gap_decomposition,
