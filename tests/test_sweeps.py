@@ -95,7 +95,11 @@ def test_a_worker_with_two_threads_starts():
 
 
 _SWEEP = """
+import signal
 import sys
+# Ctrl-C as in a foreground shell: a process started in the background by a
+# non-interactive shell inherits SIGINT ignored, and Python then never raises it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {root!r})
 from configs import smoke
 from experiments.lab import sweeps
@@ -123,7 +127,12 @@ def test_stopping_a_sweep_stops_its_workers_and_starts_no_other(tmp_path, sig):
     time.sleep(0.3)
   assert started(0) and started(1)
   parent.send_signal(getattr(signal, sig))
-  parent.communicate(timeout=90)
+  try:
+    parent.communicate(timeout=90)
+  finally:   # a failed stop must not leave the sweep and its workers training
+    if parent.poll() is None:
+      parent.kill()
+      subprocess.run(["pkill", "-f", f"run_one {tmp_path}"], check=False)
   assert parent.returncode != 0
   left = subprocess.run(["pgrep", "-f", f"run_one {tmp_path}"], capture_output=True,
                         text=True).stdout.split()

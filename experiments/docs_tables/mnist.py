@@ -343,7 +343,7 @@ def fig1(points=None) -> str:
   rows = []
   for (n, rho), at in cells.items():
     rows.append([
-        "vae" if not n else str(n), f"{rho:g}", f"{common.kappa(rho, n):.3f}",
+        "vae" if not n else str(n), f"{rho:.4g}", f"{common.kappa(rho, n):.3f}",
         ",".join(str(p["seed"]) for p in at),
         common.mean_sd([p["kl_per_layer_nats"][-1] for p in at], 2),
         common.mean_sd([p["x_share_layer"][-1] for p in at], 3),
