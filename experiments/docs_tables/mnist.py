@@ -326,8 +326,9 @@ def fig1_points(by_name=None) -> list[dict]:
       rows.append({"name": name, "rho": rho, "num_ou_samples": n,
                    "kappa": common.kappa(rho, n), "seed": r["seed"],
                    "l1000": _l1000(r), **r["final"]})
-  return sorted(rows, key=lambda r: (r["num_ou_samples"] != 5 and r["num_ou_samples"] != 0,
-                                     r["num_ou_samples"], -r["rho"], r["seed"]))
+  # The VAE and n = 5 (the paper's) first, then other n; rho falling, then seed.
+  return sorted(rows, key=lambda r: (r["num_ou_samples"] not in (0, 5), r["num_ou_samples"],
+                                     -r["rho"], r["seed"]))
 
 
 def fig1(points=None) -> str:
@@ -343,7 +344,7 @@ def fig1(points=None) -> str:
   rows = []
   for (n, rho), at in cells.items():
     rows.append([
-        "vae" if not n else str(n), f"{rho:.4g}", f"{common.kappa(rho, n):.3f}",
+        "vae" if not n else str(n), f"{rho:.4g}", f"{at[0]['kappa']:.3f}",
         ",".join(str(p["seed"]) for p in at),
         common.mean_sd([p["kl_per_layer_nats"][-1] for p in at], 2),
         common.mean_sd([p["x_share_layer"][-1] for p in at], 3),
