@@ -99,3 +99,14 @@ def test_fig1_points_take_rho_and_n_from_each_runs_config():
   assert len(rows) == 4 and rows[0].startswith("| vae | 1 | 0.000 | 0,1 |")
   assert "-111.0 ± 1.4 (-110.0, -112.0)" in rows[0]
   assert rows[3].startswith("| 2 | 0.8237 | 0.161 | 0 |")
+
+
+def test_every_planned_mnist_run_has_a_label():
+  """Every run name of the MNIST campaigns is shown under a readable label in the tables
+  and figures (a missing one printed the raw name, e.g. 'hvae@rho=0.8', with no n)."""
+  from experiments.docs_tables import mnist  # pylint: disable=g-import-not-at-top
+  from experiments.lab import campaigns  # pylint: disable=g-import-not-at-top
+
+  for plan in ("mnist_100k", "mnist_1m"):
+    names = {run.name for run in campaigns.PLANS[plan].runs}
+    assert names <= set(mnist.LABELS), (plan, sorted(names - set(mnist.LABELS)))

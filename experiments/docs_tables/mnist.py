@@ -32,12 +32,15 @@ PAIRS = (("hvae", "vae"), ("hvae@rho=0.85", "vae"), ("hvae+kl@rho=0.95", "vae+kl
 LABELS = {
     "vae": "vae", "hvae": "hvae ρ = 0.9, n = 5",
     "vae+skip": "vae, updates above norm 1,000 skipped",
-    "hvae@rho=0.85": "hvae ρ = 0.85", "vae+kl": "vae + KL annealing",
+    "hvae@rho=0.85": "hvae ρ = 0.85, n = 5", "vae+kl": "vae + KL annealing",
     "hvae+kl@rho=0.95": "hvae ρ = 0.95 + KL annealing",
     "hvae@kappa=0.152@n=2": "hvae κ = 0.152, n = 2", "hvae@rho=0.7": "hvae ρ = 0.7, n = 5",
     "hvae@kappa=0.408@n=2": "hvae κ = 0.408, n = 2",
     "t3_vae+kl": "Table 3: vae + KL annealing", "t3_hvae@rho=0.95": "Table 3: hvae ρ = 0.95",
     "vae_1layer": "vae, 1 layer of 40 (baseline)",
+    "hvae@rho=0.8": "hvae ρ = 0.8, n = 5", "hvae@rho=0.95": "hvae ρ = 0.95, n = 5",
+    "hvae@rho=0.98": "hvae ρ = 0.98, n = 5", "iwae": "iwae (5 samples)",
+    "t3_hvae@rho=0.9": "Table 3: hvae ρ = 0.9", "t3_iwae": "Table 3: iwae (5 samples)",
 }
 
 
