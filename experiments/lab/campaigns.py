@@ -106,8 +106,8 @@ PLANS = {
         runs=(Run("vae", "configs/smoke.py", "vae", 0, 0.3, 0.2),
               Run("hvae", "configs/smoke.py", "hvae", 0, 0.3, 0.2))),
     # "The paper's own benchmark": MNIST 50k/10k/10k from mnist.pkl.gz, 100k steps, batch
-    # 100, Adam 1e-3; validation every 10k on 1,000 validation digits; each finished run
-    # summarized on all 10,000 test digits (L1000) and all 10,000 validation digits (L100, the run's eval_split).
+    # 100, Adam 1e-3, validation every 10k (evaluation and summary: _MNIST_OVERRIDES,
+    # _MNIST_SUMMARY).
     "mnist_100k": Plan(
         group="mnist_100k",
         overrides=dict(_MNIST_OVERRIDES, num_train_steps=100_000, eval_every=10_000,
