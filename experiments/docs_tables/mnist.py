@@ -22,13 +22,18 @@ PAPER = {
     "t3_vae+kl": ("Table 3, dynamic MNIST 64-32-16-8", -84.6),
     "t3_hvae@rho=0.95": ("Table 3", -81.6),
     "t3_iwae": ("Table 3", -84.46),
+    "t3_hvae@rho=0.9": ("Table 3", -81.7),
+    "iwae": ("Table 4", -84.9),
+    # Table 4's VAE+Freebits; the paper does not say which of {0.5, 1, 2, 3} it is.
+    **{f"vae+freebits@free_bits={fb}": ("Table 4, value not stated", -87.0)
+       for fb in (0.5, 1.0, 2.0, 3.0)},
 }
 # The paper's active units of its Table 4 VAE, top to bottom.
 PAPER_VAE_UNITS = "1, 3, 9, 17"
 # Comparisons (method, baseline), each paired by seed.
 PAIRS = (("hvae", "vae"), ("hvae@rho=0.85", "vae"), ("hvae+kl@rho=0.95", "vae+kl"),
          ("t3_hvae@rho=0.95", "t3_vae+kl"), ("vae", "vae_1layer"), ("vae+skip", "vae"),
-         ("hvae", "vae+skip"),
+         ("hvae", "vae+skip"), ("iwae", "vae"), ("t3_hvae@rho=0.9", "t3_vae+kl"),
          # Equal kappa, lower cost: n = 2 against n = 5 at the same kappa.
          ("hvae@kappa=0.152@n=2", "hvae"), ("hvae@kappa=0.408@n=2", "hvae@rho=0.7"))
 LABELS = {
@@ -43,6 +48,8 @@ LABELS = {
     "hvae@rho=0.8": "hvae ρ = 0.8, n = 5", "hvae@rho=0.95": "hvae ρ = 0.95, n = 5",
     "hvae@rho=0.98": "hvae ρ = 0.98, n = 5", "iwae": "iwae (5 samples)",
     "t3_hvae@rho=0.9": "Table 3: hvae ρ = 0.9", "t3_iwae": "Table 3: iwae (5 samples)",
+    **{f"vae+freebits@free_bits={fb}": f"vae + free bits {fb} (every layer)"
+       for fb in (0.5, 1.0, 2.0, 3.0)},
 }
 
 
