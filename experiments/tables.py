@@ -79,6 +79,7 @@ TABLES = {
     "law_t3_test": lambda: rho_n.equal_kappa_test("law_t3"),
     "law_t3_table": lambda: rho_n.rho_n_table(load("law_t3")),
     "mnist_reference": mnist.reference,
+    "mnist_l5000": mnist.l5000,
     "mnist_spikes": mnist.spikes,
     "gap_decomposition": mnist.gap_decomposition,
 }

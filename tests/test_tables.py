@@ -110,3 +110,19 @@ def test_every_planned_mnist_run_has_a_label():
   for plan in ("mnist_100k", "mnist_1m"):
     names = {run.name for run in campaigns.PLANS[plan].runs}
     assert names <= set(mnist.LABELS), (plan, sorted(names - set(mnist.LABELS)))
+
+
+def test_l5000_rows_pair_each_release_with_its_run_and_the_paper():
+  from experiments.docs_tables import mnist  # pylint: disable=g-import-not-at-top
+
+  base = {"hvae": [_summary("hvae", 1, -104.0), _summary("hvae", 0, -100.1)],
+          "vae": [_summary("vae", 0, -110.0)]}
+  records = [dict(name=name, seed=0, step=100_000, num_examples=10_000,
+                  iw_bound_k5000=l5000, elbo_nats=l5000 - 8)
+             for name, l5000 in (("hvae", -99.5), ("vae", -109.25))]
+  rows = mnist.l5000(records, base).splitlines()[2:]
+  assert rows == [
+      "| vae | 0 | 100,000 | 10,000 | -109.25 | -110.00 | -117.25 | — |",
+      "| hvae ρ = 0.9, n = 5 | 0 | 100,000 | 10,000 | -99.50 | -100.10 | -107.50 | "
+      "-83.42 (Table 1, static MNIST, HVAE L = 4) |"]
+  assert mnist.l5000([], base).startswith("No L5000")

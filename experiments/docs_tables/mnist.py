@@ -207,6 +207,37 @@ def continuation(cont=None, base=None) -> str:
        "paper (1M steps)", "top KL", "Burda units (top → bottom)"], rows)
 
 
+# Test L5000 of the seed-0 releases (Tables 1-2: the paper's test numbers are L5000):
+# ``experiments/evaluate.py --split=test --num_importance_samples=5000`` on a copy of
+# releases/mnist_100k/<name>_seed_0, its eval_test.json with "name" and "seed" added:
+# docs/runs/mnist_l5000.
+L5000 = "mnist_l5000"
+# The paper's test L5000 (its Tables 1 and 2), by run name.
+PAPER_L5000 = {"hvae": ("Table 1, static MNIST, HVAE L = 4", -83.42),
+               "t3_hvae@rho=0.95": ("Table 2, dynamic MNIST, HVAE L = 4", -81.2)}
+
+
+def l5000(records=None, base=None) -> str:
+  """Test L5000 of each evaluated release beside the same run's test L1000 (the campaign's
+  summary: other draws of the same bound with K = 1000) and the paper's L5000."""
+  records = common.load(L5000) if records is None else records
+  base = runs() if base is None else base
+  if not records:
+    return "No L5000 evaluation has finished yet.\n"
+  rows = []
+  for r in sorted(records, key=lambda r: (list(LABELS).index(r["name"])
+                                          if r["name"] in LABELS else len(LABELS), r["seed"])):
+    run = next((b for b in base.get(r["name"], []) if b["seed"] == r["seed"]), None)
+    paper = PAPER_L5000.get(r["name"])
+    rows.append([LABELS.get(r["name"], r["name"]), str(r["seed"]), f"{r['step']:,}",
+                 f"{r['num_examples']:,}", f"{r['iw_bound_k5000']:.2f}",
+                 "—" if run is None else f"{_l1000(run):.2f}", f"{r['elbo_nats']:.2f}",
+                 "—" if paper is None else f"{paper[1]:.2f} ({paper[0]})"])
+  return markdown.table(["run", "seed", "step", "test digits", "test L5000",
+                         "test L1000 (summary)", "test ELBO", "paper's L5000 (1M steps)"],
+                        rows)
+
+
 def _reference_label(r) -> str:
   a = r["args"]
   latent = [int(v) for v in str(a["latent"]).split(",")]
@@ -215,7 +246,8 @@ def _reference_label(r) -> str:
   scale = ("softplus scales, unbounded" if a["scale"] == "softplus"
            else "scales bounded as the library's")
   clip = f"clip {a['clip']:g}" if a["clip"] else "no clipping"
-  return f"PyTorch reference, {shape}: init {a['init']}, {scale}, {clip}"
+  method = (f"hvae ρ = {a['rho']:g}, n = {a['n']}, " if a.get("method") == "hvae" else "")
+  return f"PyTorch reference, {shape}: {method}init {a['init']}, {scale}, {clip}"
 
 
 def reference(refs=None, library=None) -> str:
