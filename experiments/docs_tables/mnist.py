@@ -12,6 +12,9 @@ from . import render as markdown
 
 GROUP = "mnist_100k"
 
+# The free-bits values of the paper's baseline, one seed-0 run each (the plan's
+# vae+freebits@free_bits=<value>).
+FREE_BITS = (0.5, 1.0, 2.0, 3.0)
 # The paper's numbers (its Tables 3 and 4: validation L100, 1M steps), by run name.
 PAPER = {
     "vae": ("Table 4, static MNIST 40-40-40-40", -86.4),
@@ -26,7 +29,7 @@ PAPER = {
     "iwae": ("Table 4", -84.9),
     # Table 4's VAE+Freebits; the paper does not say which of {0.5, 1, 2, 3} it is.
     **{f"vae+freebits@free_bits={fb}": ("Table 4, value not stated", -87.0)
-       for fb in (0.5, 1.0, 2.0, 3.0)},
+       for fb in FREE_BITS},
 }
 # The paper's active units of its Table 4 VAE, top to bottom.
 PAPER_VAE_UNITS = "1, 3, 9, 17"
@@ -51,7 +54,7 @@ LABELS = {
     "hvae@rho=0.98": "hvae ρ = 0.98, n = 5", "iwae": "iwae (5 samples)",
     "t3_hvae@rho=0.9": "Table 3: hvae ρ = 0.9", "t3_iwae": "Table 3: iwae (5 samples)",
     **{f"vae+freebits@free_bits={fb}": f"vae + free bits {fb} (every layer)"
-       for fb in (0.5, 1.0, 2.0, 3.0)},
+       for fb in FREE_BITS},
 }
 
 
