@@ -212,10 +212,11 @@ def continuation(cont=None, base=None) -> str:
        "paper (1M steps)", "top KL", "Burda units (top → bottom)"], rows)
 
 
-# Test L5000 of the seed-0 releases (Tables 1-2: the paper's test numbers are L5000):
+# Test L5000 of the seed-0 runs (Tables 1-2: the paper's test numbers are L5000):
 # ``experiments/evaluate.py --split=test --num_importance_samples=5000`` on a copy of
-# releases/mnist_100k/<name>_seed_0, its eval_test.json with "name" and "seed" added:
-# docs/runs/mnist_l5000.
+# releases/mnist_100k/<name>_seed_0 (or, for a run without a release, of its campaign
+# workdir's config.json and 100k checkpoint), its eval_test.json with "name", "seed" and
+# "release" (null without one) added: docs/runs/mnist_l5000.
 L5000 = "mnist_l5000"
 # The paper's test L5000 (its Tables 1 and 2), by run name.
 PAPER_L5000 = {"hvae": ("Table 1, static MNIST, HVAE L = 4", -83.42),
