@@ -41,7 +41,9 @@ PAIRS = (("hvae", "vae"), ("hvae@rho=0.85", "vae"), ("hvae+kl@rho=0.95", "vae+kl
          ("hvae@kappa=0.152@n=2", "hvae"), ("hvae@kappa=0.408@n=2", "hvae@rho=0.7"),
          # The larger discount against the VAE and against the 1-layer VAE.
          ("hvae@rho=0.7", "vae"), ("hvae@rho=0.7", "vae_1layer"),
-         ("hvae@kappa=0.408@n=2", "vae"), ("hvae@kappa=0.408@n=2", "vae_1layer"))
+         ("hvae@kappa=0.408@n=2", "vae"), ("hvae@kappa=0.408@n=2", "vae_1layer"),
+         # What KL warm-up does to the VAE, and against the 1-layer VAE.
+         ("vae+kl", "vae"), ("vae+kl", "vae_1layer"))
 LABELS = {
     "vae": "vae", "hvae": "hvae ρ = 0.9, n = 5",
     "vae+skip": "vae, updates above norm 1,000 skipped",
