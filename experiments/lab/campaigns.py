@@ -82,7 +82,7 @@ def _mnist_100k_runs():
     runs += _seeds("hvae@kappa=0.408@n=2", _STATIC,
                    "hvae@kappa=0.408@num_ou_samples=2", [s], 28)
   runs += _seeds("vae+kl", _STATIC, "vae" + _KL_100K, range(3), 24)
-  # With KL warm-up the 4 x 40 VAE reaches the 1-layer VAE's level and beyond (seed 0), so
+  # With KL warm-up the 4 x 40 VAE passes the 1-layer VAE (docs/results.md), so
   # the HVAE's question moves to the warm-up pair: the paper's Table 4 HVAE + KL next.
   runs += _seeds("hvae+kl@rho=0.95", _STATIC, "hvae@rho=0.95" + _KL_100K, range(3), 38)
   # Free bits as the paper's baseline (the same floor on every layer's term): its value is
